@@ -1,0 +1,54 @@
+"""MONAI-style datalists: ``{"training": [...], "validation": [...], "test": [...]}`` of ``{"image", "label"}``.
+
+Paths inside a datalist are relative to the folder that holds ``datalist.json``; read them with
+``monai.data.load_decathlon_datalist(path, data_list_key=split, base_dir=folder)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bundle._files import atomic_path
+
+__all__ = ["DATALIST_NAME", "write_datalist", "read_datalist", "split_indices"]
+
+DATALIST_NAME = "datalist.json"
+
+
+def write_datalist(dataset_dir: str | Path, splits: Mapping[str, Sequence[Mapping[str, str]]]) -> Path:
+    """Write ``splits`` to ``dataset_dir/datalist.json`` atomically; image/label paths are made relative."""
+    dataset_dir = Path(dataset_dir).resolve()
+    rel = {}
+    for split, items in splits.items():
+        rel[split] = [
+            {k: (Path(v).resolve().relative_to(dataset_dir).as_posix() if k in ("image", "label") else v)
+             for k, v in item.items()}
+            for item in items
+        ]
+    out = dataset_dir / DATALIST_NAME
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(rel, indent=1))
+    return out
+
+
+def read_datalist(dataset_dir: str | Path, split: str) -> list[dict]:
+    """Items of ``split`` with absolute paths. Raises ``FileNotFoundError`` / ``KeyError`` naming the file."""
+    path = Path(dataset_dir) / DATALIST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"No datalist at {path}: generate the phantoms or convert a real dataset first.")
+    data = json.loads(path.read_text())
+    if split not in data:
+        raise KeyError(f"Split {split!r} not in {path}; it has {sorted(data)}.")
+    base = path.parent
+    return [{k: (str(base / v) if k in ("image", "label") else v) for k, v in item.items()} for item in data[split]]
+
+
+def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Shuffle ``range(n)`` with ``seed`` and cut it into consecutive parts of the given fractions (last takes the rest)."""
+    order = np.random.default_rng(seed).permutation(n)
+    cuts = np.floor(np.cumsum(fractions[:-1]) * n).astype(int)
+    return [np.sort(part) for part in np.split(order, cuts)]
