@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Convert ISIC 2018 Task 1 images and ground-truth masks into label maps + datalist (task ``dermoscopy``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bundle.data.isic import convert_isic
+
+LAYOUT = """\
+expected input:
+  IMAGES/ISIC_0000000.jpg ...               e.g. ISIC2018_Task1-2_Training_Input; only files named
+                                            ISIC_<digits>.jpg|jpeg|png are read, others ignored
+  MASKS/ISIC_0000000_segmentation.png ...   e.g. ISIC2018_Task1_Training_GroundTruth; gray PNG of the
+                                            image's size, 0 background, 255 lesion
+
+output:
+  OUTPUT/images/ISIC_0000000.jpg   the input image, copied unchanged (or hard-linked with --link hardlink)
+  OUTPUT/labels/ISIC_0000000.png   0 background, 1 lesion
+  OUTPUT/datalist.json             seeded training / validation / test splits
+
+example:
+  python scripts/convert_isic.py --images ISIC2018_Task1-2_Training_Input \\
+      --masks ISIC2018_Task1_Training_GroundTruth --output data/dermoscopy_isic
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, epilog=LAYOUT, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", required=True, help="folder with the ISIC_*.jpg images")
+    parser.add_argument("--masks", required=True, help="folder with the ISIC_*_segmentation.png masks")
+    parser.add_argument("--output", required=True, help="dataset folder to write (created if needed)")
+    parser.add_argument(
+        "--fractions", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"),
+        help="split fractions, summing to 1 (default 0.7 0.1 0.2)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default 0)")
+    parser.add_argument("--link", choices=("copy", "hardlink"), default="copy",
+                        help="copy the images (default) or hard-link them (same file system, no extra space)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    args = parser.parse_args(argv)
+    try:
+        path = convert_isic(
+            args.images, args.masks, args.output, fractions=args.fractions, seed=args.seed, link=args.link,
+            overwrite=args.overwrite, progress=True,
+        )
+    except (OSError, ValueError) as err:
+        print(f"convert_isic: error: {err}", file=sys.stderr)
+        return 1
+    print(f"Wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
