@@ -1,0 +1,70 @@
+"""Small functions the bundle configs call in one-line ``$`` expressions, and config parsing for Python users."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from monai.bundle import ConfigParser
+from monai.utils import look_up_option
+
+from bundle.data import TASKS, ensure_dataset, read_datalist
+
+__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "model_file", "model_path", "case_list", "load_weights"]
+
+BUNDLE_ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("target", "surrogate")
+
+
+def bundle_config(task: str, files: Sequence[str] = (), bundle_root: str | Path = BUNDLE_ROOT, **overrides) -> ConfigParser:
+    """Parse ``configs/common.yaml``, ``configs/<task>.yaml`` and then ``files`` (names inside ``configs/``)."""
+    task = look_up_option(task, TASKS)
+    config_dir = Path(bundle_root) / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(config_dir / name) for name in ("common.yaml", f"{task}.yaml", *files)])
+    parser.update({"bundle_root": str(bundle_root), **overrides})
+    return parser
+
+
+def model_file(bundle_root: str | Path, task: str, variant: str = "target") -> str:
+    """Path of the shipped weights: ``models/<task>.pt`` or ``models/<task>_surrogate.pt``."""
+    task = look_up_option(task, TASKS)
+    variant = look_up_option(variant, VARIANTS)
+    if variant == "surrogate" and task != "cxr":
+        raise ValueError(f"Variant 'surrogate' exists only for task 'cxr' (the black-box setting of Bortsova et al.), "
+                         f"got task {task!r}; use variant 'target'.")
+    return str(Path(bundle_root) / "models" / (f"{task}.pt" if variant == "target" else f"{task}_{variant}.pt"))
+
+
+def model_path(task: str, variant: str = "target") -> Path:
+    """The shipped weights of ``task`` / ``variant`` inside this repository."""
+    return Path(model_file(BUNDLE_ROOT, task, variant))
+
+
+def case_list(task: str, dataset_dir: str | Path, split: str, num_cases: int | None = None) -> list[dict]:
+    """Items of ``split`` (phantoms generated first when ``dataset_dir`` is empty), the first ``num_cases`` only.
+
+    Raises ``ValueError`` when the split is empty: a run over no case is a mistake, not a result.
+    """
+    if num_cases is not None and (not isinstance(num_cases, int) or num_cases < 1):
+        raise ValueError(f"Option num_cases should be a positive integer or null (all cases), got {num_cases!r}.")
+    ensure_dataset(task, dataset_dir)
+    items = read_datalist(dataset_dir, split)[:num_cases]
+    if not items:
+        raise ValueError(f"Split {split!r} of {dataset_dir} holds no case; check dataset_dir and the datalist.")
+    return items
+
+
+def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Load a state_dict file into ``network`` (``weights_only``), with an error that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist; set model_file to a trained state_dict "
+                                f"(train one with configs/train.yaml) or restore models/ from the repository.")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"Checkpoint {path} does not fit this network ({e}); is it the weights of another task?") from e
+    return network

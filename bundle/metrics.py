@@ -1,0 +1,78 @@
+"""Segmentation and perturbation metrics, every one per sample.
+
+Label maps are MONAI-style ``(B, 1, H, W)`` integer tensors (``(B, H, W)`` is accepted too); class scores are
+returned as ``(B, C)`` and scalar metrics as ``(B,)`` float tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["class_dice", "class_iou", "mean_iou", "paper_iou", "pixel_accuracy", "l2_norm", "linf_norm"]
+
+
+def _index_map(label: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` or ``(B, H, W)`` integer map -> ``(B, H*W)``."""
+    if label.ndim == 4:
+        if label.shape[1] != 1:
+            raise ValueError(f"Argument label should have one channel (B, 1, H, W), got shape {tuple(label.shape)}.")
+        label = label[:, 0]
+    if label.ndim != 3:
+        raise ValueError(f"Argument label should have shape (B, 1, H, W) or (B, H, W), got {tuple(label.shape)}.")
+    return label.reshape(label.shape[0], -1).long()
+
+
+def _overlap(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, ...]:
+    p, g = _index_map(pred), _index_map(label)
+    classes = torch.arange(num_classes, device=p.device)[None, :, None]
+    p1, g1 = p[:, None] == classes, g[:, None] == classes
+    inter = (p1 & g1).sum(-1).double()
+    return inter, p1.sum(-1).double(), g1.sum(-1).double()
+
+
+def class_iou(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """IoU of every class per sample, ``(B, num_classes)`` in ``[0, 1]``; 1 where the class is absent from both."""
+    inter, np_, ng = _overlap(pred, label, num_classes)
+    union = np_ + ng - inter
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union)).float()
+
+
+def class_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Dice of every class per sample, ``(B, num_classes)`` in ``[0, 1]``; 1 where the class is absent from both."""
+    inter, np_, ng = _overlap(pred, label, num_classes)
+    total = np_ + ng
+    return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total)).float()
+
+
+def mean_iou(pred: torch.Tensor, label: torch.Tensor, num_classes: int, include_background: bool = False) -> torch.Tensor:
+    """Mean of the per-class IoU over the (foreground) classes, ``(B,)``, as in Bortsova et al.'s tables."""
+    iou = class_iou(pred, label, num_classes)
+    return (iou if include_background else iou[:, 1:]).mean(1)
+
+
+def paper_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """IoU as defined by Ozbulak et al.: agreeing pixels over the union of non-background pixels, ``(B,)``.
+
+    A pixel counts in the union when the prediction or the target marks it as foreground, and in the
+    intersection when, in addition, both give it the same class. Two all-background maps score 1.
+    """
+    p, t = _index_map(pred), _index_map(target)
+    union = (p != 0) | (t != 0)
+    inter = union & (p == t)
+    n_union = union.sum(1)
+    return torch.where(n_union > 0, inter.sum(1).double() / n_union.clamp_min(1), torch.ones_like(n_union, dtype=torch.double)).float()
+
+
+def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Fraction of pixels whose class equals the target's, ``(B,)`` in ``[0, 1]``."""
+    return (_index_map(pred) == _index_map(target)).float().mean(1)
+
+
+def l2_norm(delta: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm of each sample's perturbation ``(B, ...)`` -> ``(B,)`` (in the units of ``delta``)."""
+    return delta.detach().flatten(1).float().norm(p=2, dim=1)
+
+
+def linf_norm(delta: torch.Tensor) -> torch.Tensor:
+    """Largest absolute change of each sample's perturbation ``(B, ...)`` -> ``(B,)``."""
+    return delta.detach().flatten(1).float().abs().amax(dim=1)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up this bundle on a fresh Debian/Ubuntu machine with Python 3.11 (no GPU needed).
+# - dicom3tools (dciodvfy, the DICOM validator the tests run) from Debian packages;
+# - torch: the CPU build 2.13.0 unless a torch is already installed (GPU users install their CUDA build first);
+# - this package in editable mode with its test extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v dciodvfy >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dicom3tools >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+    "$PY" -m pip install -q "torch==2.13.0"
+fi
+"$PY" -m pip install -q -e ".[test]"

@@ -1,0 +1,103 @@
+"""The bundle as users run it: metadata, network in/out, training and evaluation through ConfigWorkflow."""
+
+import csv
+import json
+
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, verify_net_in_out
+
+from bundle.config import bundle_config
+
+TASKS = ("fundus", "dermoscopy", "cxr")
+MANDATORY = ("version", "changelog", "monai_version", "pytorch_version", "numpy_version",
+             "required_packages_version", "task", "description", "authors", "copyright", "network_data_format")
+
+
+def _files(bundle_root, task, workflow):
+    return [str(bundle_root / "configs" / n) for n in ("common.yaml", f"{task}.yaml", f"{workflow}.yaml")]
+
+
+def test_metadata_has_mandatory_keys_and_a_format_per_task(bundle_root):
+    meta = json.loads((bundle_root / "configs" / "metadata.json").read_text())
+    assert [k for k in MANDATORY if k not in meta] == []
+    assert meta["network_data_format"] == meta["task_network_data_formats"]["cxr"]
+    for task in TASKS:
+        fmt = meta["task_network_data_formats"][task]
+        names = bundle_config(task).get_parsed_content("class_names")
+        assert list(fmt["outputs"]["pred"]["channel_def"].values()) == names
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_verify_net_in_out(bundle_root, tmp_path, task):
+    meta = json.loads((bundle_root / "configs" / "metadata.json").read_text())
+    meta["network_data_format"] = meta["task_network_data_formats"][task]
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    files = [str(bundle_root / "configs" / n) for n in ("common.yaml", f"{task}.yaml")]
+    verify_net_in_out(net_id="network_def", meta_file=str(tmp_path / "metadata.json"), config_file=files,
+                      device="cpu", p=2, n=1, any=16, bundle_root=str(bundle_root))
+
+
+def _workflow(bundle_root, task, workflow, **overrides):
+    wf = ConfigWorkflow(config_file=_files(bundle_root, task, workflow), workflow_type="train" if workflow == "train" else "infer",
+                        meta_file=str(bundle_root / "configs" / "metadata.json"), bundle_root=str(bundle_root), **overrides)
+    wf.initialize()
+    return wf
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_train_then_evaluate_tiny(bundle_root, tiny_datasets, tmp_path, task):
+    out = tmp_path / "out"
+    train = _workflow(bundle_root, task, "train", dataset_dir=str(tiny_datasets[task]), output_dir=str(out),
+                      max_epochs=2, val_interval=1, batch_size=2)
+    assert train.check_properties() in (None, [])
+    train.run()
+    train.finalize()
+    ckpt = out / "train_target" / "model_best.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert "model.0.conv.unit0.conv.weight" in state or any(k.endswith("weight") for k in state)
+
+    ev = _workflow(bundle_root, task, "evaluate", dataset_dir=str(tiny_datasets[task]), output_dir=str(out),
+                   model_file=str(ckpt), num_cases=1)
+    ev.run()
+    ev.finalize()
+    rows = list(csv.DictReader(open(out / "clean_target_metrics.csv")))
+    names = bundle_config(task).get_parsed_content("class_names")
+    assert len(rows) == 1
+    assert set(rows[0]) == {"case"} | {f"{m}_{c}" for m in ("dice", "iou") for c in names[1:]} | {"mean_dice", "mean_iou"}
+    assert all(0.0 <= float(v) <= 1.0 for k, v in rows[0].items() if k != "case")
+    summary = (out / "clean_target_summary.md").read_text()
+    assert f"dice_{names[1]}" in summary
+
+
+def test_surrogate_splits_follow_the_paper(tiny_datasets):
+    data = json.loads((tiny_datasets["cxr"] / "datalist.json").read_text())
+    train, val = {d["image"] for d in data["training"]}, {d["image"] for d in data["validation"]}
+    strain, sval = {d["image"] for d in data["training_surrogate"]}, {d["image"] for d in data["validation_surrogate"]}
+    assert not val & sval
+    assert train | val == strain | sval
+    assert len(train & strain) == len(train) - len(sval)
+
+
+def test_missing_checkpoint_is_named(bundle_root, tiny_datasets, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"Checkpoint .*nothing.pt does not exist"):
+        _workflow(bundle_root, "fundus", "evaluate", dataset_dir=str(tiny_datasets["fundus"]),
+                  output_dir=str(tmp_path), model_file=str(tmp_path / "nothing.pt"))
+
+
+def test_bad_num_cases_and_task_names(tiny_datasets):
+    from bundle.config import case_list
+
+    with pytest.raises(ValueError, match="Option num_cases should be a positive integer"):
+        case_list("fundus", tiny_datasets["fundus"], "test", 0)
+    with pytest.raises(ValueError, match="fundus"):
+        bundle_config("fundos")
+
+
+def test_foreign_folder_is_not_filled_with_phantoms(tmp_path):
+    from bundle.data import ensure_dataset
+
+    (tmp_path / "ISIC_0000000.jpg").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match="not empty but has no datalist.json"):
+        ensure_dataset("dermoscopy", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ISIC_0000000.jpg"]

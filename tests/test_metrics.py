@@ -1,0 +1,43 @@
+"""Known answers for the papers' metrics."""
+
+import pytest
+import torch
+
+from bundle.metrics import class_dice, class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
+
+PRED = torch.tensor([[[[0, 1], [2, 2]]]])
+GT = torch.tensor([[[[0, 1], [2, 0]]]])
+
+
+def test_class_scores_known_answer():
+    torch.testing.assert_close(class_iou(PRED, GT, 3), torch.tensor([[0.5, 1.0, 0.5]]))
+    torch.testing.assert_close(class_dice(PRED, GT, 3), torch.tensor([[2 / 3, 1.0, 2 / 3]]))
+    torch.testing.assert_close(mean_iou(PRED, GT, 3), torch.tensor([0.75]))
+
+
+def test_paper_iou_counts_only_foreground_union():
+    # union of foreground pixels = 3, agreeing among them = 2
+    torch.testing.assert_close(paper_iou(PRED, GT), torch.tensor([2 / 3]))
+    zero = torch.zeros(1, 1, 2, 2, dtype=torch.long)
+    torch.testing.assert_close(paper_iou(zero, zero), torch.tensor([1.0]))
+    torch.testing.assert_close(pixel_accuracy(PRED, GT), torch.tensor([0.75]))
+
+
+def test_absent_class_scores_one_and_batch_is_per_sample():
+    batch = torch.cat([PRED, GT])
+    iou = class_iou(batch, torch.cat([GT, GT]), 4)
+    assert iou.shape == (2, 4)
+    torch.testing.assert_close(iou[:, 3], torch.ones(2))
+    torch.testing.assert_close(iou[1], torch.ones(4))
+
+
+def test_norms_per_sample():
+    delta = torch.zeros(2, 3, 4, 4)
+    delta[0, 0, 0, 0], delta[0, 1, 1, 1] = 3.0, -4.0
+    torch.testing.assert_close(l2_norm(delta), torch.tensor([5.0, 0.0]))
+    torch.testing.assert_close(linf_norm(delta), torch.tensor([4.0, 0.0]))
+
+
+def test_label_shape_error():
+    with pytest.raises(ValueError, match=r"Argument label should have one channel"):
+        class_iou(torch.zeros(1, 2, 4, 4, dtype=torch.long), GT, 3)
