@@ -1,0 +1,169 @@
+"""Shared pieces of the attacks: argument checks, the model guard, label shapes, per-sample losses."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from monai.utils import look_up_option
+
+__all__ = ["AttackResult", "Loss", "model_guard", "index_map", "check_bounds", "check_non_negative",
+           "check_steps", "check_classes", "check_target_classes", "still_running", "check_region", "segmentation_loss"]
+
+
+@dataclass
+class AttackResult:
+    """What every attack returns.
+
+    Attributes:
+        adv: ``(B, C, H, W)`` adversarial images, inside ``bounds`` (and the eps ball for PGD / FGSM).
+        steps: ``(B,)`` long, gradient steps each sample actually ran (early stopping is per sample).
+        pred: ``(B, 1, H, W)`` long, the model's prediction on ``adv``.
+        score: ``(B,)`` float, the stopping statistic on ``adv``: the ASMA paper's IoU between ``pred`` and the
+            attack's target (targeted) or the ground truth (untargeted).
+    """
+
+    adv: torch.Tensor
+    steps: torch.Tensor
+    pred: torch.Tensor
+    score: torch.Tensor
+
+
+class Loss(str, Enum):
+    """Attack losses: negative mean soft IoU (Bortsova et al.), soft Dice, cross-entropy."""
+
+    IOU = "iou"
+    DICE = "dice"
+    CE = "ce"
+
+
+@contextlib.contextmanager
+def model_guard(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode, frozen parameters and gradients enabled for the input; everything restored afterwards.
+
+    Works under an evaluator's ``torch.no_grad()`` and with a model left in train mode. Parameters never
+    require gradients inside, so no ``.grad`` is accumulated on them.
+    """
+    was_training = model.training
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def index_map(label: torch.Tensor, images: torch.Tensor, name: str = "target") -> torch.Tensor:
+    """MONAI label ``(B, 1, H, W)`` (or ``(B, H, W)``) integers -> ``(B, H, W)`` long, checked against ``images``."""
+    if label.ndim == 4 and label.shape[1] == 1:
+        label = label[:, 0]
+    expected = (images.shape[0], *images.shape[2:])
+    if label.ndim != 3 or tuple(label.shape) != expected:
+        raise ValueError(f"Argument {name} should have shape (B, 1, H, W) = {(expected[0], 1, *expected[1:])} "
+                         f"to match the images, got {tuple(label.shape)}.")
+    if label.is_floating_point() and not torch.equal(label, label.round()):
+        raise TypeError(f"Argument {name} should hold integer class indices, got fractional values.")
+    return label.long()
+
+
+def check_target_classes(target: torch.Tensor, num_classes: int, name: str = "target") -> None:
+    """Raise unless every class index in ``target`` is one of the model's ``num_classes`` outputs."""
+    if target.min() < 0 or target.max() >= num_classes:
+        raise ValueError(f"Argument {name} should hold classes in 0..{num_classes - 1} (the model's outputs), "
+                         f"got values in [{int(target.min())}, {int(target.max())}].")
+
+
+def still_running(done: torch.Tensor | None) -> torch.Tensor | None:
+    """The samples that go on, as a bool mask, or ``None`` when all of them do (or nothing can stop).
+
+    This is the one host synchronisation per step that per-sample early stopping needs.
+    """
+    if done is None:
+        return None
+    keep = ~done
+    n_keep = int(keep.sum())
+    return None if n_keep == keep.numel() else keep
+
+
+def check_bounds(images: torch.Tensor, bounds: Sequence[float]) -> tuple[float, float]:
+    """Validate ``bounds = (low, high)`` and that ``images`` lie inside them."""
+    if images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"Argument images should be a float tensor (B, C, H, W), got {images.dtype} "
+                         f"of shape {tuple(images.shape)}.")
+    if len(bounds) != 2 or not float(bounds[0]) < float(bounds[1]):
+        raise ValueError(f"Argument bounds should be (low, high) with low < high, got {bounds}.")
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if images.numel() and (images.min() < lo - 1e-6 or images.max() > hi + 1e-6):
+        raise ValueError(f"Argument images should lie inside bounds {(lo, hi)}, got values in "
+                         f"[{float(images.min()):.4g}, {float(images.max()):.4g}]; check the model domain.")
+    return lo, hi
+
+
+def check_non_negative(value: float, name: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (positive and value == 0):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"Argument {name} should be a {kind} float, got {value!r}.")
+    return float(value)
+
+
+def check_steps(steps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"Argument steps should be a non-negative integer, got {steps!r}.")
+    return steps
+
+
+def check_classes(classes: Sequence[int] | None, num_classes: int, loss: str | Loss) -> list[int]:
+    """The classes a loss covers: ``classes`` checked against the logits; by default all but background
+    (all classes for cross-entropy)."""
+    if classes is None:
+        everything = look_up_option(loss, Loss) == Loss.CE or num_classes == 1
+        return list(range(0 if everything else 1, num_classes))
+    chosen = [int(c) for c in classes]
+    if not chosen or any(c < 0 or c >= num_classes for c in chosen):
+        raise ValueError(f"Argument classes should list class indices in 0..{num_classes - 1}, got {list(classes)}.")
+    return chosen
+
+
+def check_region(region: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:
+    """``(B, 1, H, W)`` bool mask of where noise may go, as a float multiplier, or ``None``."""
+    if region is None:
+        return None
+    expected = (images.shape[0], 1, *images.shape[2:])
+    if tuple(region.shape) != expected:
+        raise ValueError(f"Argument region should have shape (B, 1, H, W) = {expected}, got {tuple(region.shape)}.")
+    return region.to(device=images.device, dtype=images.dtype)
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, loss: str | Loss, classes: Sequence[int],
+                      smooth: float = 1e-5) -> torch.Tensor:
+    """Per-sample loss ``(B,)`` of ``logits (B, K, H, W)`` against ``target (B, H, W)``; lower = closer.
+
+    ``iou``: negative mean soft IoU over ``classes`` (the heart-attack paper's loss); ``dice``: one minus the
+    mean soft Dice; ``ce``: pixel-mean cross-entropy over all classes when ``classes`` covers every class,
+    else the mean binary cross-entropy of the ``classes`` channels (one class against the rest).
+    Computed in float32 whatever the autocast dtype of ``logits``.
+    """
+    loss = look_up_option(loss, Loss)
+    logits = logits.float()
+    num_classes = logits.shape[1]
+    if loss == Loss.CE and len(classes) == num_classes:
+        return F.cross_entropy(logits, target, reduction="none").flatten(1).mean(1)
+    probs = logits.softmax(1)[:, classes].flatten(2)
+    onehot = (target[:, None] == torch.tensor(classes, device=target.device)[None, :, None, None]).flatten(2).float()
+    if loss == Loss.CE:
+        return F.binary_cross_entropy(probs.clamp(1e-7, 1 - 1e-7), onehot, reduction="none").mean((1, 2))
+    inter = (probs * onehot).sum(2)
+    total = probs.sum(2) + onehot.sum(2)
+    if loss == Loss.IOU:
+        return -((inter + smooth) / (total - inter + smooth)).mean(1)
+    return 1 - ((2 * inter + smooth) / (total + smooth)).mean(1)

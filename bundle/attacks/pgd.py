@@ -1,0 +1,99 @@
+"""Projected gradient descent in the L-infinity ball (Madry et al.), as used by Bortsova et al. for segmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from bundle.attacks._utils import (AttackResult, check_bounds, check_classes, check_non_negative, check_region,
+                                   check_steps, check_target_classes, index_map, model_guard, segmentation_loss,
+                                   still_running)
+from bundle.metrics import paper_iou
+
+__all__ = ["pgd"]
+
+
+def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, eps: float, alpha: float | None = None,
+        steps: int = 100, bounds: Sequence[float], loss: str = "iou", targeted: bool = True,
+        classes: Sequence[int] | None = None, region: torch.Tensor | None = None, random_start: bool = False,
+        stop_iou: float | None = None, generator: torch.Generator | None = None) -> AttackResult:
+    """L-infinity PGD for segmentation, targeted or untargeted, one forward and one backward pass per step::
+
+        targeted:    x_{t+1} = clip_{x, eps}(x_t - alpha * sign(grad_x J(x_t, target)))
+        untargeted:  x_{t+1} = clip_{x, eps}(x_t + alpha * sign(grad_x J(x_t, ground truth)))
+
+    ``clip_{x, eps}`` projects onto the eps ball around ``images`` and onto ``bounds``; ``region`` zeroes the
+    perturbation outside a mask (the paper's receptive-field and bounding-box experiments).
+
+    Args:
+        model: segmentation network ``(B, C, H, W) -> (B, K, H, W)`` logits; put in eval mode during the attack.
+        images: ``(B, C, H, W)`` float inside ``bounds``.
+        target: ``(B, 1, H, W)`` integer classes: the adversarial target (targeted) or the ground truth (untargeted).
+        eps: L-infinity radius in model-domain units (0.04 in ``[-1, 1]`` is 2 % of the range).
+        alpha: step size; default ``eps / 20`` as in the heart-attack paper.
+        steps: number of steps (100 in the paper).
+        bounds: ``(low, high)`` of the model's input domain.
+        loss: ``"iou"`` (negative mean soft IoU, the paper's), ``"dice"`` or ``"ce"``.
+        targeted: minimise the loss to ``target`` (True) or maximise it to the ground truth (False).
+        classes: classes the loss covers, e.g. ``[3]`` for the paper's "heart only"; default all but background
+            ("attack all" for IoU / Dice), all classes for cross-entropy.
+        region: ``(B, 1, H, W)`` bool, where noise may be added; ``None`` = everywhere.
+        random_start: start from a uniform random point of the eps ball (inside ``region``).
+        stop_iou: per-sample early stop: targeted when the paper's IoU with ``target`` reaches it, untargeted when
+            it falls to it or below; ``None`` runs all steps.
+        generator: random generator for ``random_start``.
+
+    Returns:
+        :class:`AttackResult`; ``score`` is the paper's IoU of the final prediction with ``target``.
+
+    Paper: Bortsova et al., https://arxiv.org/abs/2104.00139; Madry et al., https://arxiv.org/abs/1706.06083
+    """
+    lo, hi = check_bounds(images, bounds)
+    eps = check_non_negative(eps, "eps")
+    alpha = eps / 20 if alpha is None else check_non_negative(alpha, "alpha")
+    steps = check_steps(steps)
+    if stop_iou is not None and not 0.0 <= stop_iou <= 1.0:
+        raise ValueError(f"Argument stop_iou should be a float in [0, 1] or None, got {stop_iou!r}.")
+    tgt = index_map(target, images)
+    mask = check_region(region, images)
+    images = images.detach()
+    sign = -1.0 if targeted else 1.0
+    x = images.clone()
+    if random_start:
+        noise = torch.empty_like(images).uniform_(-eps, eps, generator=generator)
+        x = _project(images + (noise if mask is None else noise * mask), images, eps, lo, hi)
+    adv, pred_out = x.clone(), torch.zeros_like(tgt)
+    score = torch.zeros(images.shape[0], device=images.device)
+    steps_run = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
+    active = torch.arange(images.shape[0], device=images.device)
+    with model_guard(model):
+        for step in range(steps + 1):
+            x.requires_grad_(step < steps)
+            logits = model(x)
+            pred = logits.argmax(1)
+            if step == 0:
+                check_target_classes(tgt, logits.shape[1])
+                loss_classes = check_classes(classes, logits.shape[1], loss)
+            t = tgt[active]
+            iou = paper_iou(pred, t)
+            adv[active], pred_out[active], score[active] = x.detach(), pred, iou
+            if step == steps:
+                break
+            done = None if stop_iou is None else (iou >= stop_iou if targeted else iou <= stop_iou)
+            keep = still_running(done)
+            if keep is not None and not keep.any():
+                break
+            per_sample = segmentation_loss(logits, t, loss, loss_classes)
+            (grad,) = torch.autograd.grad(per_sample.sum() if keep is None else per_sample[keep].sum(), x)
+            if keep is not None:  # finished samples leave the batch
+                active, x, grad = active[keep], x[keep], grad[keep]
+            direction = grad.sign() if mask is None else grad.sign() * mask[active]
+            x = _project(x.detach() + sign * alpha * direction, images[active], eps, lo, hi)
+            steps_run[active] += 1
+    return AttackResult(adv=adv, steps=steps_run, pred=pred_out[:, None], score=score)
+
+
+def _project(x: torch.Tensor, origin: torch.Tensor, eps: float, lo: float, hi: float) -> torch.Tensor:
+    """Onto the L-infinity ball of radius ``eps`` around ``origin``, then onto ``[lo, hi]``."""
+    return torch.min(torch.max(x, origin - eps), origin + eps).clamp(lo, hi)
