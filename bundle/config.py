@@ -10,8 +10,9 @@ from monai.bundle import ConfigParser
 from monai.utils import look_up_option
 
 from bundle.data import TASKS, ensure_dataset, read_datalist
+from bundle.targets import derangement
 
-__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "model_file", "model_path", "case_list", "load_weights"]
+__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "model_file", "model_path", "case_list", "with_swapped_targets", "require_task", "load_weights"]
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("target", "surrogate")
@@ -54,6 +55,25 @@ def case_list(task: str, dataset_dir: str | Path, split: str, num_cases: int | N
     if not items:
         raise ValueError(f"Split {split!r} of {dataset_dir} holds no case; check dataset_dir and the datalist.")
     return items
+
+
+def with_swapped_targets(items: list[dict], seed: int = 0) -> list[dict]:
+    """Give every case another case's label as its attack ``target`` (the ASMA protocol), by a seeded derangement.
+
+    The pairing depends only on the case list and the seed, so a resumed run attacks each case with the same
+    target as the first run.
+    """
+    if len(items) < 2:
+        raise ValueError(f"Swapped targets need at least 2 cases, got {len(items)}; raise num_cases.")
+    order = derangement(len(items), seed).tolist()
+    return [dict(item, target=items[j]["label"]) for item, j in zip(items, order)]
+
+
+def require_task(task: str, allowed: Sequence[str] | None, recipe: str) -> None:
+    """Stop a run whose recipe does not fit the task (e.g. a heart target on a fundus model); ``None`` = any."""
+    if allowed is not None and task not in allowed:
+        raise ValueError(f"Recipe {recipe!r} needs task {' or '.join(allowed)}, got task {task!r}; use a recipe made "
+                         f"for {task} (asma.yaml, pgd_untargeted.yaml, fgsm.yaml) or switch the task file.")
 
 
 def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:

@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from monai.utils import look_up_option
 
-__all__ = ["HeartSize", "derangement", "heart_symbol_target", "resize_target", "swap_targets"]
+__all__ = ["HeartSize", "RegionKind", "derangement", "heart_symbol_target", "resize_target", "structure_region",
+           "swap_targets"]
 
 SMALL_FRACTION = 0.8  # "small": the symbol's larger side is this fraction of the heart bbox's smaller side
 LARGE_FRACTION = 1.5  # "large": the symbol's larger side is this multiple of the heart bbox's larger side
@@ -210,6 +211,35 @@ def derangement(n: int, seed: int = 0) -> torch.Tensor:
             return perm
 
 
+class RegionKind(str, Enum):
+    """Where noise may go around a structure (Bortsova et al., Figure 2)."""
+
+    RECEPTIVE_FIELD = "receptive_field"
+    BBOX = "bbox"
+
+
+def structure_region(label: torch.Tensor, cls: int, kind: str, receptive_field: int = 187) -> torch.Tensor:
+    """Pixels allowed to carry noise for an attack on structure ``cls``, ``(B, 1, H, W)`` bool.
+
+    ``"receptive_field"``: every pixel that can influence the network's output on a pixel of the structure, i.e.
+    the structure dilated by a ``receptive_field`` square; ``"bbox"``: the structure's bounding box.
+
+    Args:
+        label: ``(B, 1, H, W)`` integer ground truth.
+        cls: class index of the structure (3 = heart for cxr).
+        kind: ``"receptive_field"`` or ``"bbox"``.
+        receptive_field: side of the network's receptive field in model-grid pixels (odd).
+    """
+    kind = look_up_option(kind, RegionKind)
+    mask = _check_label(label) == _check_class(cls, "cls")
+    _require_class(mask, cls, f"structure {cls}")
+    if kind == RegionKind.RECEPTIVE_FIELD:
+        k = int(receptive_field) | 1
+        return F.max_pool2d(mask.float(), kernel_size=k, stride=1, padding=k // 2) > 0
+    rows, cols = mask.any(3, keepdim=True), mask.any(2, keepdim=True)
+    return rows & cols
+
+
 # ---------------------------------------------------------------- argument checks
 
 
@@ -362,3 +392,4 @@ def _scale_mask(mask: torch.Tensor, centre: torch.Tensor, factor: torch.Tensor) 
 def _paint(label: torch.Tensor, mask: torch.Tensor, cls: int, ranks: torch.Tensor) -> torch.Tensor:
     """Set ``cls`` where ``mask`` is true and the current class ranks lower than ``cls``."""
     return torch.where(mask & (ranks[label] < ranks[cls]), cls, label)
+

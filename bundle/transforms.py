@@ -6,7 +6,7 @@ later layers can map results back to the file. Errors name the file and what is 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -146,10 +146,11 @@ class LoadLabelMapd(MapTransform):
     Args:
         keys: label keys.
         num_classes: label values must lie in ``[0, num_classes)``.
-        image_key: key of the already loaded image the label belongs to.
+        image_key: key of the already loaded image the label belongs to; ``None`` skips the size check (an
+            attack target taken from another case, resized to the model grid afterwards).
     """
 
-    def __init__(self, keys: KeysCollection, num_classes: int, image_key: str = "image",
+    def __init__(self, keys: KeysCollection, num_classes: int, image_key: str | None = "image",
                  allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.num_classes = int(num_classes)
@@ -157,11 +158,11 @@ class LoadLabelMapd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
-        image = d[self.image_key]
+        image = d[self.image_key] if self.image_key is not None else None
         for key in self.key_iterator(d):
             path = d[key]
             label = read_label_map(path, self.num_classes)
-            image_shape = tuple(int(s) for s in image.meta["spatial_shape"])
+            image_shape = label.shape if image is None else tuple(int(s) for s in image.meta["spatial_shape"])
             if label.shape != image_shape:
                 raise ValueError(f"Label map {path} is {label.shape[1]}x{label.shape[0]} (WxH) but its image "
                                  f"{image.meta['filename_or_obj']} is {image_shape[1]}x{image_shape[0]}; "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from monai.bundle import ConfigWorkflow
 
-from bundle.handlers.segmentation_metrics import summarise
+from bundle.handlers.tables import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("fundus", "dermoscopy", "cxr")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,27 +9,10 @@ import torch
 from ignite.engine import Engine, Events
 
 from bundle._files import atomic_path
+from bundle.handlers.tables import markdown_table, summarise, write_csv
 from bundle.metrics import class_dice, class_iou
 
-__all__ = ["SegmentationMetricsWriter", "summarise", "markdown_table"]
-
-
-def summarise(rows: Sequence[dict], columns: Sequence[str]) -> list[dict]:
-    """Mean and (population) standard deviation of each numeric column over ``rows``."""
-    out = []
-    for col in columns:
-        values = [float(r[col]) for r in rows]
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-        out.append({"metric": col, "mean": mean, "std": std, "n": len(values)})
-    return out
-
-
-def markdown_table(summary: Sequence[dict]) -> str:
-    """The summary as a Markdown table, ``mean ± std`` to 4 decimals."""
-    lines = ["| metric | mean ± std | n |", "|---|---|---|"]
-    lines += [f"| {s['metric']} | {s['mean']:.4f} ± {s['std']:.4f} | {s['n']} |" for s in summary]
-    return "\n".join(lines) + "\n"
+__all__ = ["SegmentationMetricsWriter"]
 
 
 class SegmentationMetricsWriter:
@@ -84,18 +65,11 @@ class SegmentationMetricsWriter:
         columns = [k for k in self.rows[0] if k != "case"]
         summary = summarise(self.rows, columns)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        _write_csv(self.output_dir / f"{self.prefix}metrics.csv", self.rows)
-        _write_csv(self.output_dir / f"{self.prefix}summary.csv", summary)
+        write_csv(self.output_dir / f"{self.prefix}metrics.csv", self.rows)
+        write_csv(self.output_dir / f"{self.prefix}summary.csv", summary)
         table = markdown_table(summary)
         with atomic_path(self.output_dir / f"{self.prefix}summary.md") as tmp:
             tmp.write_text(table)
         if self.print_table:
             print(f"\n{len(self.rows)} cases, {self.output_dir}\n{table}", flush=True)
 
-
-def _write_csv(path: Path, rows: Sequence[dict]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})

@@ -1,0 +1,97 @@
+"""Ignite handler: run the configured attack on every batch of an evaluator and keep what the savers need."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import time
+from collections.abc import Callable
+
+import torch
+from ignite.engine import Engine, Events
+
+from bundle.attacks._utils import AttackResult, model_guard
+
+__all__ = ["AttackHandler"]
+
+
+class AttackHandler:
+    """Attack each evaluator batch; results go into ``engine.state.output`` for metric writers and savers.
+
+    The evaluator must run with ``decollate=False`` and no post-processing so that its output holds the
+    batched ``image`` (B, C, H, W), ``label`` (B, 1, H, W) and ``pred`` logits (B, K, H, W). Added keys:
+    ``clean_pred`` / ``adv_pred`` (B, 1, H, W) long predictions of the evaluated network, ``target``
+    (B, 1, H, W), ``adv`` (B, C, H, W), ``steps`` (B,) and ``seconds`` (B,): the batch's attack time split
+    evenly over its cases.
+
+    Args:
+        attack: ``attack(model, images, target) -> AttackResult``, e.g. ``functools.partial(bundle.attacks.pgd,
+            eps=0.04, bounds=(-1, 1))`` built by the config with ``_mode_: callable``.
+        make_target: ``make_target(label) -> target`` for targeted attacks (e.g. ``heart_symbol_target``);
+            ``None`` attacks the ground truth itself (untargeted attacks) unless ``target_key`` is set.
+        target_key: batch key holding a ready target label map (e.g. another case's label for ASMA).
+        make_region: ``make_region(label) -> (B, 1, H, W) bool`` where noise may go, passed as ``region=``.
+        attack_network: network the attack's gradients come from; ``None`` = the evaluated network (white box),
+            the surrogate for black-box transfer.
+    """
+
+    def __init__(self, attack: Callable[..., AttackResult], make_target: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 target_key: str | None = None, make_region: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 attack_network: torch.nn.Module | None = None) -> None:
+        if not callable(attack):
+            raise TypeError(f"Argument attack should be callable (use `_mode_: callable` in the config), got {type(attack)}.")
+        if make_target is not None and not callable(make_target):
+            raise TypeError(f"Argument make_target should be callable or None, got {type(make_target)}.")
+        if make_target is not None and target_key is not None:
+            raise ValueError("Arguments make_target and target_key exclude each other; set one of them.")
+        _check_options(attack)
+        self.attack = attack
+        self.make_target = make_target
+        self.target_key = target_key
+        self.make_region = make_region
+        self.attack_network = attack_network
+
+    def attach(self, engine: Engine) -> None:
+        if getattr(engine, "decollate", False) or getattr(engine, "postprocessing", None) is not None:
+            raise ValueError("AttackHandler needs the evaluator's batched output: set `decollate: false` and "
+                             "`postprocessing: null` on the evaluator (configs/attack.yaml does).")
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        out = engine.state.output
+        images, label = out["image"], out["label"].long()
+        network = engine.network
+        if self.target_key is not None:
+            target = engine.state.batch[self.target_key].to(label.device).long()
+        else:
+            target = label if self.make_target is None else self.make_target(label).to(label.device)
+        start = time.perf_counter()
+        region = {} if self.make_region is None else {"region": self.make_region(label)}
+        result = self.attack(self.attack_network or network, images, target, **region)
+        if images.is_cuda:
+            torch.cuda.synchronize(images.device)
+        seconds = time.perf_counter() - start
+        with model_guard(network), torch.no_grad():
+            adv_pred = network(result.adv).argmax(1, keepdim=True)
+        out.update(
+            clean_pred=out["pred"].argmax(1, keepdim=True),
+            adv_pred=adv_pred,
+            target=target,
+            adv=result.adv.detach(),
+            steps=result.steps,
+            seconds=torch.full((images.shape[0],), seconds / images.shape[0]),
+        )
+
+
+def _check_options(attack: Callable) -> None:
+    """Name an unknown option of a configured attack (``--attack::epss``) and the closest valid one."""
+    if not isinstance(attack, functools.partial):
+        return
+    valid = [n for n, p in inspect.signature(attack.func).parameters.items() if p.kind == p.KEYWORD_ONLY]
+    for name in attack.keywords:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"Unknown option {name!r} for attack {attack.func.__name__}; valid options: "
+                             f"{', '.join(valid)}.{hint} Fix the override (e.g. --attack::{close[0] if close else valid[0]}).")

@@ -1,0 +1,133 @@
+"""Ignite handler: the per-case attack table ``metrics.csv`` and its ``summary.csv`` / ``summary.md``.
+
+``metrics.csv`` is rewritten atomically after every batch, so an interrupted run keeps every finished case;
+:func:`pending_cases` drops those cases from the next run's datalist, which makes a rerun into the same
+``output_dir`` resume. A case is never written twice.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine, Events
+from tqdm import tqdm
+
+from bundle._files import atomic_path
+from bundle.handlers.tables import markdown_table, summarise, write_csv
+from bundle.metrics import class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
+
+__all__ = ["AttackMetricsWriter", "pending_cases", "case_names", "METRICS_FILE"]
+
+METRICS_FILE = "metrics.csv"
+TEXT_COLUMNS = ("case", "task", "attack")
+
+
+def case_names(images: torch.Tensor) -> list[str]:
+    """File stems of a batched ``MetaTensor``'s sources (``meta["filename_or_obj"]``)."""
+    names = images.meta["filename_or_obj"]
+    return [Path(str(n)).stem for n in ([names] if isinstance(names, str) else names)]
+
+
+def _read_rows(path: Path) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        return {row["case"]: row for row in csv.DictReader(f)}
+
+
+def pending_cases(items: Sequence[dict], output_dir: str | Path) -> list[dict]:
+    """The datalist ``items`` whose case has no row yet in ``output_dir/metrics.csv``."""
+    done = _read_rows(Path(output_dir) / METRICS_FILE)
+    return [item for item in items if Path(str(item["image"])).stem not in done]
+
+
+class AttackMetricsWriter:
+    """Per-case metrics of an attack run (after :class:`~bundle.handlers.AttackHandler` and the savers).
+
+    Columns: ``case, task, attack, eps, steps, seconds, target_iou`` (the ASMA paper's IoU of the adversarial
+    prediction with the target), ``pixel_accuracy`` (with the target), ``l2, linf`` (perturbation in model
+    units), ``clean_miou_gt, adv_miou_gt`` (mean foreground IoU with the ground truth), then per class
+    ``iou_<class>`` (adversarial prediction vs target) and ``gt_iou_<class>`` (vs ground truth).
+
+    Args:
+        output_dir: folder of ``metrics.csv``, ``summary.csv``, ``summary.md``.
+        task: task id written in every row.
+        attack_name: attack label written in every row (e.g. ``pgd_heart_small``).
+        class_names: class names in label order.
+        eps: the attack's eps (written as given; empty for attacks without one).
+        total_cases: number of cases for the progress bar (None hides the total).
+    """
+
+    def __init__(self, output_dir: str | Path, task: str, attack_name: str, class_names: Sequence[str],
+                 eps: float | None = None, total_cases: int | None = None, progress: bool = True) -> None:
+        self.output_dir = Path(output_dir)
+        self.task, self.attack_name, self.eps = task, attack_name, eps
+        self.class_names = list(class_names)
+        self.total_cases, self.progress = total_cases, progress
+        self.rows: dict[str, dict] = {}
+        self._bar: tqdm | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._start)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self._finish)
+
+    def _start(self, engine: Engine) -> None:
+        self.rows = _read_rows(self.output_dir / METRICS_FILE)
+        self._bar = tqdm(total=self.total_cases, desc=f"{self.attack_name} on {self.task}", unit="case",
+                         disable=not self.progress)
+
+    def __call__(self, engine: Engine) -> None:
+        out = engine.state.output
+        missing = [k for k in ("adv", "adv_pred", "clean_pred", "target", "steps", "seconds") if k not in out]
+        if missing:
+            raise KeyError(f"AttackMetricsWriter needs {missing} in the engine output; attach AttackHandler first.")
+        n = len(self.class_names)
+        label, target = out["label"].long(), out["target"]
+        clean, adv_pred = out["clean_pred"], out["adv_pred"]
+        delta = out["adv"] - out["image"]
+        columns = {
+            "steps": out["steps"], "seconds": out["seconds"],
+            "target_iou": paper_iou(adv_pred, target), "pixel_accuracy": pixel_accuracy(adv_pred, target),
+            "l2": l2_norm(delta), "linf": linf_norm(delta),
+            "clean_miou_gt": mean_iou(clean, label, n), "adv_miou_gt": mean_iou(adv_pred, label, n),
+        }
+        to_target, to_truth = class_iou(adv_pred, target, n), class_iou(adv_pred, label, n)
+        for i, name in enumerate(self.class_names):
+            columns[f"iou_{name}"], columns[f"gt_iou_{name}"] = to_target[:, i], to_truth[:, i]
+        columns = {k: v.detach().cpu() for k, v in columns.items()}
+        for i, case in enumerate(case_names(out["image"])):
+            row = {"case": case, "task": self.task, "attack": self.attack_name, "eps": "" if self.eps is None else self.eps}
+            row.update({k: (int(v[i]) if k == "steps" else float(v[i])) for k, v in columns.items()})
+            self.rows[case] = row
+        self._write_rows()
+        if self._bar is not None:
+            self._bar.update(len(columns["steps"]))
+            self._bar.set_postfix(mean_target_iou=f"{self._mean('target_iou'):.4f}")
+
+    def _mean(self, column: str) -> float:
+        values = [float(r[column]) for r in self.rows.values()]
+        return sum(values) / len(values)
+
+    def _write_rows(self) -> None:
+        rows = list(self.rows.values())
+        write_csv(self.output_dir / METRICS_FILE, rows)
+
+    def _finish(self, engine: Engine) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if not self.rows:
+            raise RuntimeError(f"No case was attacked and {self.output_dir / METRICS_FILE} has no row; "
+                               f"check dataset_dir and num_cases.")
+        rows = list(self.rows.values())
+        numeric = [k for k in rows[0] if k not in TEXT_COLUMNS and str(rows[0][k]) != ""]
+        summary = summarise(rows, numeric)
+        write_csv(self.output_dir / "summary.csv", summary)
+        table = markdown_table(summary)
+        with atomic_path(self.output_dir / "summary.md") as tmp:
+            tmp.write_text(f"# {self.attack_name} on {self.task}: {len(rows)} cases\n\n{table}")
+        print(f"\n{self.attack_name} on {self.task}, {len(rows)} cases -> {self.output_dir}\n{table}", flush=True)
+

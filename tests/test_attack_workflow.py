@@ -1,0 +1,92 @@
+"""Attack runs through `monai.bundle` configs: output tables, overlays, resume, and the errors users hit."""
+
+import csv
+import re
+
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+from bundle.config import bundle_config
+
+
+@pytest.fixture(scope="module")
+def untrained_weights(tmp_path_factory):
+    """state_dicts of freshly initialised networks: enough to exercise the pipeline, not its quality."""
+    folder = tmp_path_factory.mktemp("weights")
+    paths = {}
+    for task in ("fundus", "cxr"):
+        torch.manual_seed(0)
+        paths[task] = folder / f"{task}.pt"
+        torch.save(bundle_config(task).get_parsed_content("network_def").state_dict(), paths[task])
+    return paths
+
+
+def run_attack(bundle_root, task, recipe, **overrides):
+    files = [str(bundle_root / "configs" / n) for n in ("common.yaml", f"{task}.yaml", "attack.yaml", *recipe)]
+    wf = ConfigWorkflow(config_file=files, meta_file=str(bundle_root / "configs" / "metadata.json"),
+                        workflow_type="infer", bundle_root=str(bundle_root), **overrides)
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+
+
+def chain(error: BaseException) -> str:
+    """Every message of an exception and its causes: MONAI wraps errors raised inside config expressions."""
+    messages = []
+    while error is not None:
+        messages.append(str(error))
+        error = error.__cause__
+    return "\n".join(messages)
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_heart_attack_writes_tables_and_overlays_and_resumes(bundle_root, tiny_datasets, untrained_weights, tmp_path):
+    out = tmp_path / "heart"
+    args = dict(dataset_dir=str(tiny_datasets["cxr"]), output_dir=str(out), model_file=str(untrained_weights["cxr"]),
+                batch_size=2, num_cases=1)
+    run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], **args, **{"attack#steps": 2})
+    rows = read_rows(out / "metrics.csv")
+    assert [r["case"] for r in rows] == ["cxr_0006"]
+    names = bundle_config("cxr").get_parsed_content("class_names")
+    required = ["case", "task", "attack", "eps", "steps", "seconds", "target_iou", "pixel_accuracy", "l2", "linf",
+                "clean_miou_gt", "adv_miou_gt"] + [f"iou_{c}" for c in names]
+    assert [c for c in required if c not in rows[0]] == []
+    assert rows[0]["attack"] == "pgd_heart_small" and float(rows[0]["eps"]) == 0.04 and int(rows[0]["steps"]) == 2
+    assert float(rows[0]["linf"]) <= 0.04 + 1e-6
+    assert (out / "overlays" / "cxr_0006.png").is_file()
+    summary = read_rows(out / "summary.csv")
+    assert {s["metric"] for s in summary} >= {"target_iou", "l2", "iou_heart"}
+    assert "target_iou" in (out / "summary.md").read_text()
+
+    # all cases of the split now: the finished case is skipped, none appears twice
+    run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], **(args | {"num_cases": None}), **{"attack#steps": 2})
+    cases = [r["case"] for r in read_rows(out / "metrics.csv")]
+    assert sorted(cases) == ["cxr_0006", "cxr_0007"]
+
+
+def test_asma_swaps_targets_between_cases(bundle_root, tiny_datasets, untrained_weights, tmp_path):
+    run_attack(bundle_root, "fundus", ["asma.yaml"], dataset_dir=str(tiny_datasets["fundus"]), output_dir=str(tmp_path),
+               model_file=str(untrained_weights["fundus"]), **{"attack#steps": 2, "attack#variant": "asm"})
+    rows = read_rows(tmp_path / "metrics.csv")
+    assert len(rows) == 2 and {r["attack"] for r in rows} == {"asm"}
+    assert all(r["eps"] == "" for r in rows)
+
+
+def test_heart_recipe_on_fundus_names_the_fix(bundle_root, tiny_datasets, untrained_weights, tmp_path):
+    with pytest.raises(Exception) as info:
+        run_attack(bundle_root, "fundus", ["pgd_heart.yaml"], dataset_dir=str(tiny_datasets["fundus"]),
+                   output_dir=str(tmp_path), model_file=str(untrained_weights["fundus"]))
+    assert "Recipe 'pgd_heart_small' needs task cxr, got task 'fundus'" in chain(info.value)
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_attack_option_is_named(bundle_root, tiny_datasets, untrained_weights, tmp_path):
+    with pytest.raises(Exception) as info:
+        run_attack(bundle_root, "cxr", ["pgd_untargeted.yaml"], dataset_dir=str(tiny_datasets["cxr"]),
+                   output_dir=str(tmp_path), model_file=str(untrained_weights["cxr"]), **{"attack#epss": 0.1})
+    assert re.search(r"Unknown option 'epss' for attack pgd.*Did you mean 'eps'\?", chain(info.value))
