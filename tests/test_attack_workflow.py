@@ -8,6 +8,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 from bundle.config import bundle_config
+from _util import chain
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +30,6 @@ def run_attack(bundle_root, task, recipe, **overrides):
     wf.initialize()
     wf.run()
     wf.finalize()
-
-
-def chain(error: BaseException) -> str:
-    """Every message of an exception and its causes: MONAI wraps errors raised inside config expressions."""
-    messages = []
-    while error is not None:
-        messages.append(str(error))
-        error = error.__cause__
-    return "\n".join(messages)
 
 
 def read_rows(path):
