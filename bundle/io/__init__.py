@@ -1,0 +1,35 @@
+"""Writers (layer 8): adversarial DICOM derived from the source, DICOM SEG, Secondary Capture overlays,
+NIfTI / NRRD / PNG, the pixel mappings from the model grid back to the files, and de-identification.
+
+Every writer writes atomically (nothing is left behind when it fails), only reads its inputs, takes
+its output path from the caller (never from tag values) and, with ``deidentify=True`` or a
+:class:`UIDMap`, applies the PS3.15 Basic Profile consistently across the objects of a case.
+"""
+
+from bundle.io.deidentify import UIDMap, deidentify, deidentify_file, is_deidentified
+from bundle.io.dicom_derived import (
+    ADVERSARIAL_SERIES_DESCRIPTION,
+    DERIVATION_CODE,
+    DERIVED_SERIES_NUMBER,
+    write_derived_dicom,
+)
+from bundle.io.dicom_seg import SEG_SERIES_NUMBER, segment_codes, write_seg
+from bundle.io.pixels import (
+    label_to_native,
+    perturbation_to_stored,
+    photo_perturbation_to_uint8,
+    photo_to_uint8,
+    stored_units_per_model_unit,
+)
+from bundle.io.png import write_png
+from bundle.io.secondary_capture import SC_SERIES_NUMBER, write_secondary_capture
+from bundle.io.volumes import orientation_matrix_lps, write_nifti, write_nrrd
+
+__all__ = [
+    "perturbation_to_stored", "stored_units_per_model_unit", "photo_to_uint8", "photo_perturbation_to_uint8",
+    "label_to_native",
+    "write_derived_dicom", "write_seg", "write_secondary_capture", "write_nifti", "write_nrrd", "write_png",
+    "deidentify", "deidentify_file", "is_deidentified", "UIDMap", "segment_codes", "orientation_matrix_lps",
+    "ADVERSARIAL_SERIES_DESCRIPTION", "DERIVATION_CODE", "DERIVED_SERIES_NUMBER", "SEG_SERIES_NUMBER",
+    "SC_SERIES_NUMBER",
+]

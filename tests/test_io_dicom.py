@@ -1,0 +1,378 @@
+"""DICOM writers of bundle.io: derived adversarial image, SEG, Secondary Capture, de-identification.
+
+Every DICOM written here goes through dciodvfy (dicom3tools) and must produce no "Error" line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+import torch
+from monai.transforms import Resize
+from PIL import Image
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, generate_uid
+
+import bundle.io as bio
+from bundle.data.cxr import CXR_CLASSES
+from bundle.data.dicom_writer import write_dx
+from bundle.transforms import read_xray_dicom
+
+ROWS, COLS = 64, 80          # native grid of the test radiographs
+MODEL = (32, 32)             # model grid: factors 2 (rows) and 2.5 (columns), integer and not
+PHOTOMETRICS = ("MONOCHROME2", "MONOCHROME1")
+PHI = {"PatientName": "Doe^Jane", "PatientID": "../../x", "PatientBirthDate": "19700101",
+       "AccessionNumber": "ACC-31337", "InstitutionName": "Saint Nowhere Hospital",
+       "ReferringPhysicianName": "Smith^Referrer", "OperatorsName": "Operator^Olga"}
+SECRET = "test-secret"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _dciodvfy_errors(path: Path) -> list[str]:
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+
+
+def _source_pixels(seed: int = 0) -> np.ndarray:
+    """A smooth 12-bit image inside 500..3500 (well inside the full-range window used below)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:ROWS, 0:COLS]
+    base = 2000 + 800 * np.sin(yy / 9.0) * np.cos(xx / 13.0)
+    return np.clip(base + rng.normal(0, 40, (ROWS, COLS)), 500, 3500).round().astype(np.uint16)
+
+
+def _write_source(path: Path, photometric: str) -> Path:
+    write_dx(path, _source_pixels(), photometric=photometric, patient_id=PHI["PatientID"],
+             patient_name=PHI["PatientName"], patient_birth_date=PHI["PatientBirthDate"],
+             accession_number=PHI["AccessionNumber"], window=(2048.0, 4096.0), pixel_spacing=(0.2, 0.25))
+    ds = pydicom.dcmread(path)  # identifying attributes write_dx does not write, and a private tag
+    ds.InstitutionName = PHI["InstitutionName"]
+    ds.ReferringPhysicianName = PHI["ReferringPhysicianName"]
+    ds.OperatorsName = PHI["OperatorsName"]
+    block = ds.private_block(0x0011, "TEST PRIVATE", create=True)
+    block.add_new(0x01, "LO", PHI["PatientName"])
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _jpeg_baseline_copy(source: Path, out: Path) -> Path:
+    """An 8-bit, JPEG baseline (lossy) version of ``source``."""
+    ds = pydicom.dcmread(source)
+    pixels = (ds.pixel_array >> 4).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="JPEG", quality=95)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.WindowCenter, ds.WindowWidth = "128", "256"
+    ds.LossyImageCompression, ds.LossyImageCompressionMethod = "01", "ISO_10918_1"
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def _compressed_copy(source: Path, out: Path, syntax) -> Path:
+    ds = pydicom.dcmread(source)
+    ds.compress(syntax, generate_instance_uid=False)
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def _to_model(path: Path) -> torch.Tensor:
+    """The CXR preprocessing of the configs: read_xray_dicom, Resized(mode="area"), 2 * x - 1."""
+    image, _ = read_xray_dicom(path)
+    return Resize(MODEL, mode="area")(torch.from_numpy(image)[None]) * 2.0 - 1.0
+
+
+def _labels(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    label = np.zeros((ROWS, COLS), np.int64)
+    label[8:40, 6:34], label[8:40, 46:74], label[30:52, 30:55] = 1, 2, 3
+    label[4:8, 10:30], label[4:8, 50:70] = 4, 5
+    label[rng.random((ROWS, COLS)) < 0.02] = 0
+    return label
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("sources")
+    out = {p: _write_source(root / f"{p}.dcm", p) for p in PHOTOMETRICS}
+    out["rle"] = _compressed_copy(out["MONOCHROME2"], root / "rle.dcm", RLELossless)
+    out["j2k"] = _compressed_copy(out["MONOCHROME1"], root / "j2k.dcm", JPEG2000Lossless)
+    out["jpeg"] = _jpeg_baseline_copy(out["MONOCHROME2"], root / "jpeg.dcm")
+    return out
+
+
+@pytest.fixture(scope="module")
+def written(sources, tmp_path_factory) -> dict:
+    """Everything a CXR case exports, plain and de-identified, with the input hashes before and after."""
+    out_dir = tmp_path_factory.mktemp("out") / "case"
+    hashes = {k: _sha(p) for k, p in sources.items()}
+    uid_map = bio.UIDMap(SECRET)
+    files, arrays = {}, {}
+    for key, src in sources.items():
+        clean = _to_model(src)
+        adv = clean + 0.03 * torch.sign(torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)))
+        adv = adv.clamp(-1, 1)
+        stored = bio.perturbation_to_stored(src, clean, adv)
+        arrays[key] = (clean.clone(), adv.clone(), stored.copy())
+        for deid in (False, True):
+            tag = f"{key}{'_deid' if deid else ''}"
+            flag = uid_map if deid else False
+            files[f"adv_{tag}"] = bio.write_derived_dicom(
+                src, stored, out_dir / f"adv_{tag}.dcm", derivation_description="PGD eps=0.03 steps=1 (test)",
+                series_instance_uid=generate_uid(), deidentify=flag)
+            if key not in PHOTOMETRICS:
+                continue
+            for i, name in enumerate(("clean", "adv", "target")):
+                seg_src = files[f"adv_{tag}"] if name == "adv" else src  # adversarial prediction: of the adv image
+                files[f"seg_{name}_{tag}"] = bio.write_seg(
+                    seg_src, _labels(i), out_dir / f"seg_{name}_{tag}.dcm", class_names=CXR_CLASSES,
+                    algorithm_name="cxr-unet", algorithm_version="0.1", series_description=f"{name.upper()} LABELS",
+                    content_label=name.upper(), deidentify=flag)
+            rgb = np.random.default_rng(3).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+            files[f"sc_{tag}"] = bio.write_secondary_capture(
+                src, rgb, out_dir / f"sc_{tag}.dcm", series_instance_uid=generate_uid(),
+                series_description="OVERLAY - RESEARCH", deidentify=flag)
+        if key in PHOTOMETRICS:
+            files[f"copy_{key}_deid"] = bio.deidentify_file(src, out_dir / f"copy_{key}_deid.dcm", uid_map)
+    return {"files": files, "arrays": arrays, "hashes_before": hashes,
+            "hashes_after": {k: _sha(p) for k, p in sources.items()}, "out_dir": out_dir}
+
+
+DICOM_KEYS = ([f"adv_{k}{d}" for k in (*PHOTOMETRICS, "rle", "j2k", "jpeg") for d in ("", "_deid")]
+              + [f"{kind}_{p}{d}" for p in PHOTOMETRICS for d in ("", "_deid")
+                 for kind in ("seg_clean", "seg_adv", "seg_target", "sc")]
+              + [f"copy_{p}_deid" for p in PHOTOMETRICS])
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (Debian package dicom3tools) is not installed")
+@pytest.mark.parametrize("key", DICOM_KEYS)
+def test_dciodvfy_reports_no_error(written, key):
+    assert _dciodvfy_errors(written["files"][key]) == []
+
+
+def test_every_expected_object_written_and_nothing_else(written):
+    files = {p.name for p in written["out_dir"].rglob("*")}
+    assert files == {f"{k}.dcm" for k in DICOM_KEYS}  # no partial files, no path from PatientID "../../x"
+    assert not any(p.name == "x" for p in written["out_dir"].parents[1].rglob("*"))
+
+
+def test_inputs_are_not_modified(written, sources):
+    assert written["hashes_before"] == written["hashes_after"]
+
+
+@pytest.mark.parametrize("key", ["MONOCHROME2", "MONOCHROME1", "rle", "j2k", "jpeg"])
+def test_zero_perturbation_gives_the_source_pixels_back(sources, key):
+    clean = _to_model(sources[key])
+    stored = bio.perturbation_to_stored(sources[key], clean, clean.clone())
+    source = pydicom.dcmread(sources[key]).pixel_array
+    assert stored.dtype == source.dtype
+    np.testing.assert_array_equal(stored, source)
+
+
+@pytest.mark.parametrize("key", ["MONOCHROME2", "MONOCHROME1", "rle", "j2k"])
+def test_perturbation_survives_the_file_within_rounding(written, key):
+    """Read back through the bundle's preprocessing, the written image carries the model-domain perturbation."""
+    clean, adv, _ = written["arrays"][key]
+    back = _to_model(written["files"][f"adv_{key}"])
+    _, meta = read_xray_dicom(written["files"][f"adv_{key}"])
+    two_stored_units = 2.0 / abs(bio.stored_units_per_model_unit(meta))
+    assert float((back - clean).abs().max()) > 0.02  # the perturbation is there ...
+    assert float((back - adv).abs().max()) < two_stored_units  # ... and equal to the in-memory one
+
+
+def test_bilinear_mode_reproduces_a_smooth_perturbation(sources, tmp_path):
+    src = sources["MONOCHROME2"]
+    clean = _to_model(src)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, MODEL[0]), torch.linspace(0, 1, MODEL[1]), indexing="ij")
+    adv = clean + 0.05 * torch.sin(3.0 * yy + 2.0 * xx)[None]
+    stored = bio.perturbation_to_stored(src, clean, adv, upsample="bilinear")
+    path = bio.write_derived_dicom(src, stored, tmp_path / "a.dcm", derivation_description="smooth",
+                                   series_instance_uid=generate_uid())
+    _, meta = read_xray_dicom(path)
+    two_stored_units = 2.0 / abs(bio.stored_units_per_model_unit(meta))
+    assert float((_to_model(path) - adv)[..., 1:-1, 1:-1].abs().max()) < two_stored_units
+
+
+def test_monochrome1_perturbation_has_the_opposite_sign_in_stored_values(sources):
+    deltas = {}
+    for photometric in PHOTOMETRICS:
+        clean = _to_model(sources[photometric])
+        stored = bio.perturbation_to_stored(sources[photometric], clean, clean + 0.02)  # brighter everywhere
+        deltas[photometric] = stored.astype(np.int64) - pydicom.dcmread(sources[photometric]).pixel_array
+    assert (deltas["MONOCHROME2"] > 0).all() and (deltas["MONOCHROME1"] < 0).all()
+    np.testing.assert_array_equal(deltas["MONOCHROME2"], -deltas["MONOCHROME1"])
+
+
+@pytest.mark.parametrize("photometric", PHOTOMETRICS)
+def test_derived_image_attributes(written, sources, photometric):
+    src = pydicom.dcmread(sources[photometric])
+    ds = pydicom.dcmread(written["files"][f"adv_{photometric}"])
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert ds.SOPClassUID == src.SOPClassUID and ds.SOPInstanceUID != src.SOPInstanceUID
+    assert ds.StudyInstanceUID == src.StudyInstanceUID and ds.SeriesInstanceUID != src.SeriesInstanceUID
+    assert (ds.PatientID, str(ds.PatientName)) == (src.PatientID, str(src.PatientName))
+    assert list(ds.ImageType) == ["DERIVED", "SECONDARY"]
+    assert ds.SeriesDescription == bio.ADVERSARIAL_SERIES_DESCRIPTION
+    assert ds.DerivationDescription.startswith("PGD eps=0.03")
+    code = ds.DerivationCodeSequence[0]
+    assert (code.CodeValue, code.CodingSchemeDesignator) == ("113042", "DCM")
+    ref = ds.SourceImageSequence[0]
+    assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (src.SOPClassUID, src.SOPInstanceUID)
+    assert ref.PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
+    for keyword in ("PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+                    "PixelRepresentation", "WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept",
+                    "PresentationLUTShape", "PixelSpacing", "LossyImageCompression", "InstitutionName"):
+        assert ds[keyword].value == src[keyword].value, keyword
+    np.testing.assert_array_equal(ds.pixel_array, written["arrays"][photometric][2])
+
+
+@pytest.mark.parametrize("key,syntax,lossy", [("rle", RLELossless, "00"), ("j2k", JPEG2000Lossless, "00"),
+                                              ("jpeg", JPEGBaseline8Bit, "01")])
+def test_compressed_sources_are_decoded_and_derived_copies_are_uncompressed(written, sources, key, syntax, lossy):
+    src = pydicom.dcmread(sources[key])
+    assert src.file_meta.TransferSyntaxUID == syntax
+    if key != "jpeg":  # lossless: the decoded pixels are the original ones
+        original = "MONOCHROME2" if key == "rle" else "MONOCHROME1"
+        np.testing.assert_array_equal(src.pixel_array, pydicom.dcmread(sources[original]).pixel_array)
+    ds = pydicom.dcmread(written["files"][f"adv_{key}"])
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert not ds["PixelData"].is_undefined_length
+    assert ds.LossyImageCompression == lossy
+    assert (ds.BitsStored, ds.PhotometricInterpretation) == (src.BitsStored, src.PhotometricInterpretation)
+    np.testing.assert_array_equal(ds.pixel_array, written["arrays"][key][2])
+
+
+@pytest.mark.parametrize("photometric", PHOTOMETRICS)
+def test_seg_reads_back_with_highdicom_equal_to_the_label_maps(written, sources, photometric):
+    src = pydicom.dcmread(sources[photometric])
+    for i, name in enumerate(("clean", "adv", "target")):
+        seg = hd.seg.segread(written["files"][f"seg_{name}_{photometric}"])
+        ref = pydicom.dcmread(written["files"][f"adv_{photometric}"]) if name == "adv" else src
+        assert seg.StudyInstanceUID == src.StudyInstanceUID and seg.PatientID == src.PatientID
+        assert seg.get_segment_numbers() == [1, 2, 3, 4, 5]
+        labels = [seg.get_segment_description(n).SegmentLabel for n in range(1, 6)]
+        assert labels == list(CXR_CLASSES[1:])
+        lung = seg.get_segment_description(1)
+        lung_type = lung.SegmentedPropertyTypeCodeSequence[0]
+        assert lung_type.CodeValue == "39607008"  # lung
+        assert lung_type.SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == "24028007"  # right
+        assert lung.SegmentAlgorithmType == "AUTOMATIC" and lung.SegmentAlgorithmName == "cxr-unet"
+        pixels = seg.get_pixels_by_source_instance([ref.SOPInstanceUID], combine_segments=True)
+        np.testing.assert_array_equal(pixels[0], _labels(i))
+
+
+def test_secondary_capture_joins_the_source_study(written, sources):
+    src = pydicom.dcmread(sources["MONOCHROME1"])
+    sc = pydicom.dcmread(written["files"]["sc_MONOCHROME1"])
+    assert (sc.StudyInstanceUID, sc.PatientID) == (src.StudyInstanceUID, src.PatientID)
+    assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+    assert (sc.PhotometricInterpretation, sc.SamplesPerPixel, sc.Rows, sc.Columns) == ("RGB", 3, 32, 40)
+    expected = np.random.default_rng(3).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(sc.pixel_array, expected)
+
+
+def test_deidentified_objects_hold_no_identity_and_share_one_new_study(written, sources):
+    deid = {k: p for k, p in written["files"].items() if k.endswith("_deid")}
+    originals = [v.encode() for v in PHI.values()] + [b"Smith", b"TEST PRIVATE"]
+    for key, path in deid.items():
+        raw = path.read_bytes()
+        assert not [v for v in originals if v in raw], key
+    for photometric in PHOTOMETRICS:
+        src = pydicom.dcmread(sources[photometric])
+        objects = {k: pydicom.dcmread(p) for k, p in deid.items() if photometric in k}
+        assert len(objects) == 6  # derived, three SEGs, SC, copy of the source
+        studies = {ds.StudyInstanceUID for ds in objects.values()}
+        patients = {(ds.PatientID, str(ds.PatientName)) for ds in objects.values()}
+        assert len(studies) == 1 and studies != {src.StudyInstanceUID}
+        assert len(patients) == 1 and next(iter(patients))[0].startswith("ANON-")
+        for ds in objects.values():
+            assert ds.PatientIdentityRemoved == "YES" and bio.is_deidentified(ds)
+            assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+            assert ds.get("PatientBirthDate", "") == "" and "InstitutionName" not in ds
+        copy = objects[f"copy_{photometric}_deid"]
+        adv = objects[f"adv_{photometric}_deid"]
+        assert adv.SourceImageSequence[0].ReferencedSOPInstanceUID == copy.SOPInstanceUID
+        assert copy.SeriesInstanceUID != src.SeriesInstanceUID
+        np.testing.assert_array_equal(copy.pixel_array, src.pixel_array)
+        seg = hd.seg.segread(deid[f"seg_adv_{photometric}_deid"])  # SEG of the de-identified adv image
+        assert seg.get_pixels_by_source_instance([adv.SOPInstanceUID], combine_segments=True).shape == (1, ROWS, COLS)
+
+
+def test_uid_map_is_deterministic_and_keyed():
+    uid = "1.2.3.4.5"
+    assert bio.UIDMap("a")(uid) == bio.UIDMap("a")(uid) != bio.UIDMap("b")(uid)
+    assert pydicom.uid.UID(bio.UIDMap("a")(uid)).is_valid
+    assert "secret-value" not in repr(bio.UIDMap("secret-value"))
+
+
+def test_failure_while_writing_leaves_no_file(sources, tmp_path, monkeypatch):
+    def broken_save_as(self, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"DICM partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", broken_save_as)
+    src = sources["MONOCHROME2"]
+    stored = pydicom.dcmread(src).pixel_array
+    calls = [
+        lambda: bio.write_derived_dicom(src, stored, tmp_path / "a.dcm", derivation_description="x",
+                                        series_instance_uid=generate_uid()),
+        lambda: bio.write_seg(src, _labels(0), tmp_path / "s.dcm", class_names=CXR_CLASSES, algorithm_name="a",
+                              algorithm_version="1", series_description="x"),
+        lambda: bio.write_secondary_capture(src, np.zeros((8, 8, 3), np.uint8), tmp_path / "c.dcm",
+                                            series_instance_uid=generate_uid(), series_description="x"),
+        lambda: bio.deidentify_file(src, tmp_path / "d.dcm", bio.UIDMap(SECRET)),
+    ]
+    for call in calls:
+        with pytest.raises(OSError, match="disk full"):
+            call()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_arguments_raise_clear_errors(sources, tmp_path):
+    src = sources["MONOCHROME2"]
+    stored = pydicom.dcmread(src).pixel_array
+    uid = generate_uid()
+    with pytest.raises(ValueError, match=r"stored_pixels should have the source's shape"):
+        bio.write_derived_dicom(src, stored[:10], tmp_path / "a.dcm", derivation_description="x",
+                                series_instance_uid=uid)
+    with pytest.raises(ValueError, match=r"stored_pixels should lie in 0\.\.4095"):
+        bio.write_derived_dicom(src, stored.astype(np.int32) + 5000, tmp_path / "a.dcm", derivation_description="x",
+                                series_instance_uid=uid)
+    with pytest.raises(ValueError, match="series_instance_uid should be a valid DICOM UID"):
+        bio.write_derived_dicom(src, stored, tmp_path / "a.dcm", derivation_description="x",
+                                series_instance_uid="not a uid")
+    with pytest.raises(ValueError, match=r"label_map holds values \[6\] outside 0\.\.5"):
+        bio.write_seg(src, np.full((ROWS, COLS), 6), tmp_path / "s.dcm", class_names=CXR_CLASSES,
+                      algorithm_name="a", algorithm_version="1", series_description="x")
+    with pytest.raises(ValueError, match="label_map should have the source's native shape"):
+        bio.write_seg(src, np.zeros(MODEL, int), tmp_path / "s.dcm", class_names=CXR_CLASSES,
+                      algorithm_name="a", algorithm_version="1", series_description="x")
+    with pytest.raises(ValueError, match=r"rgb should be a \(H, W, 3\) uint8 array"):
+        bio.write_secondary_capture(src, np.zeros((8, 8, 3)), tmp_path / "c.dcm", series_instance_uid=uid,
+                                    series_description="x")
+    with pytest.raises(ValueError, match="clean and adv should have the same shape"):
+        bio.perturbation_to_stored(src, torch.zeros(1, 8, 8), torch.zeros(1, 8, 9))
+    with pytest.raises(TypeError, match="deidentify should be a bool or a UIDMap"):
+        bio.write_derived_dicom(src, stored, tmp_path / "a.dcm", derivation_description="x",
+                                series_instance_uid=uid, deidentify="yes")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_burned_in_annotation_blocks_deidentification(sources, tmp_path):
+    ds = pydicom.dcmread(sources["MONOCHROME2"])
+    ds.BurnedInAnnotation = "YES"
+    with pytest.raises(ValueError, match="BurnedInAnnotation YES"):
+        bio.deidentify(ds, bio.UIDMap(SECRET))
