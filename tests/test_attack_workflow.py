@@ -2,7 +2,10 @@
 
 import csv
 import re
+import shutil
+import subprocess
 
+import pydicom
 import pytest
 import torch
 from monai.bundle import ConfigWorkflow
@@ -82,3 +85,36 @@ def test_unknown_attack_option_is_named(bundle_root, tiny_datasets, untrained_we
         run_attack(bundle_root, "cxr", ["pgd_untargeted.yaml"], dataset_dir=str(tiny_datasets["cxr"]),
                    output_dir=str(tmp_path), model_file=str(untrained_weights["cxr"]), **{"attack#epss": 0.1})
     assert re.search(r"Unknown option 'epss' for attack pgd.*Did you mean 'eps'\?", chain(info.value))
+
+
+def _dciodvfy_errors(path):
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy missing: bash scripts/setup.sh installs dicom3tools")
+def test_dicom_export_passes_the_validator_and_round_trips(bundle_root, tiny_datasets, untrained_weights, tmp_path):
+    run_attack(bundle_root, "cxr", ["pgd_heart.yaml", "export_dicom.yaml"], dataset_dir=str(tiny_datasets["cxr"]),
+               output_dir=str(tmp_path), model_file=str(untrained_weights["cxr"]), num_cases=1, deidentify=True,
+               **{"attack#steps": 2})
+    folder = tmp_path / "export" / "cxr_0006"
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == ["adversarial.dcm", "overlay.dcm", "perturbation.nii.gz", "seg_adv_pred.dcm", "seg_clean_pred.dcm",
+                     "seg_target.dcm", "source.dcm"]
+    for name in files:
+        if name.endswith(".dcm"):
+            assert _dciodvfy_errors(folder / name) == [], name
+    source = pydicom.dcmread(tiny_datasets["cxr"] / "images" / "cxr_0006.dcm")
+    adv = pydicom.dcmread(folder / "adversarial.dcm")
+    assert adv.PatientIdentityRemoved == "YES" and str(source.PatientID) not in str(adv.PatientID)
+    assert adv.StudyInstanceUID == pydicom.dcmread(folder / "source.dcm").StudyInstanceUID
+    row = read_rows(tmp_path / "metrics.csv")[0]
+    assert 0.0 <= float(row["roundtrip_target_iou"]) <= 1.0 and float(row["linf_stored"]) > 0
+
+
+def test_photo_export_writes_lossless_png(bundle_root, tiny_datasets, untrained_weights, tmp_path):
+    run_attack(bundle_root, "fundus", ["asma.yaml", "export_dicom.yaml"], dataset_dir=str(tiny_datasets["fundus"]),
+               output_dir=str(tmp_path), model_file=str(untrained_weights["fundus"]), **{"attack#steps": 2})
+    names = sorted(p.name for p in (tmp_path / "export" / "fundus_0006").iterdir())
+    assert names == ["adversarial.png", "perturbation_b.nii.gz", "perturbation_g.nii.gz", "perturbation_r.nii.gz"]
+    assert "roundtrip_target_iou" in read_rows(tmp_path / "metrics.csv")[0]

@@ -98,6 +98,7 @@ class AttackMetricsWriter:
         to_target, to_truth = class_iou(adv_pred, target, n), class_iou(adv_pred, label, n)
         for i, name in enumerate(self.class_names):
             columns[f"iou_{name}"], columns[f"gt_iou_{name}"] = to_target[:, i], to_truth[:, i]
+        columns.update(out.get("extra_metrics", {}))  # e.g. the round trip through the written files
         columns = {k: v.detach().cpu() for k, v in columns.items()}
         for i, case in enumerate(case_names(out["image"])):
             row = {"case": case, "task": self.task, "attack": self.attack_name, "eps": "" if self.eps is None else self.eps}

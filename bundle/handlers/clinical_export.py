@@ -1,0 +1,132 @@
+"""Ignite handler: each attacked case as files clinical software opens, and the round trip through them.
+
+DICOM inputs give a derived adversarial DICOM (same study), three DICOM SEGs (clean prediction, adversarial
+prediction, target) and a Secondary Capture of the overlay; photographs give a lossless PNG. Every case also
+gets its perturbation as NIfTI, and with ``nifti=True`` the adversarial image and the masks too. The written
+adversarial file is then read back through the bundle's own preprocessing and segmented again:
+``roundtrip_target_iou`` (and, for DICOM, the perturbation's ``l2_stored`` / ``linf_stored`` in stored pixel
+units) join the case's row in ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import torch
+from ignite.engine import Engine, Events
+from pydicom.uid import generate_uid
+
+from bundle._files import safe_name
+from bundle.attacks._utils import model_guard
+from bundle.handlers.attack_metrics import case_names
+from bundle.io import (UIDMap, deidentify_file, label_to_native, perturbation_to_stored, photo_perturbation_to_uint8,
+                       write_derived_dicom, write_nifti, write_png, write_secondary_capture, write_seg)
+from bundle.metrics import paper_iou
+from bundle.transforms import read_photo, read_xray_dicom
+from bundle.visualize import render_overlay
+
+__all__ = ["ClinicalExporter"]
+
+SEG_KINDS = (("clean_pred", "clean prediction", 911), ("adv_pred", "adversarial prediction", 912),
+             ("target", "attack target", 913))
+
+
+class ClinicalExporter:
+    """Write ``<output_dir>/export/<case>/`` for every case (after ``AttackHandler``, before the metrics writer).
+
+    Args:
+        output_dir: run folder.
+        class_names: class names in label order.
+        attack_name: named in the derivation description and the series descriptions.
+        bounds: ``(low, high)`` of the model domain (overlay display).
+        preprocessing: the run's preprocessing (file -> model input), used to read the written files back.
+        nifti: also write the adversarial image and the three masks as NIfTI.
+        deidentify: remove patient identity from every DICOM written (PS3.15 basic profile); the source is
+            written de-identified beside them so the study stays complete.
+        deidentify_secret: key of the UID pseudonyms; fix it to get the same pseudonyms across runs.
+    """
+
+    def __init__(self, output_dir: str | Path, class_names: Sequence[str], attack_name: str, bounds: Sequence[float],
+                 preprocessing: Callable[[dict], dict], nifti: bool = False, deidentify: bool = False,
+                 deidentify_secret: str | None = None, algorithm_version: str = "0.1.0") -> None:
+        self.folder = Path(output_dir) / "export"
+        self.class_names, self.attack_name, self.bounds = list(class_names), attack_name, tuple(bounds)
+        self.preprocessing, self.nifti = preprocessing, nifti
+        self.uid_map = UIDMap(deidentify_secret) if deidentify else False
+        self.algorithm_version = algorithm_version
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        out = engine.state.output
+        written, extra = [], {"roundtrip_target_iou": [], "l2_stored": [], "linf_stored": []}
+        sources = out["image"].meta["filename_or_obj"]
+        for i, case in enumerate(case_names(out["image"])):
+            source = Path(str(sources[i]))
+            folder = self.folder / safe_name(case)
+            if source.suffix.lower() == ".dcm":
+                path, delta = self._export_dicom(out, i, case, source, folder)
+                spacing = read_xray_dicom(source)[1]["pixel_spacing"]
+                extra["l2_stored"].append(float(np.linalg.norm(delta)))
+                extra["linf_stored"].append(float(np.abs(delta).max()))
+            else:
+                path, delta = self._export_photo(out, i, source, folder)
+                spacing = (1.0, 1.0)
+            channels = [("", delta)] if delta.ndim == 2 else [(f"_{c}", delta[..., k]) for k, c in enumerate("rgb")]
+            for suffix, plane in channels:
+                write_nifti(plane.astype(np.float32), folder / f"perturbation{suffix}.nii.gz", spacing=spacing)
+            written.append(path)
+        extra["roundtrip_target_iou"] = self._round_trip(engine.network, written, out["target"])
+        metrics = out.setdefault("extra_metrics", {})
+        metrics.update({k: torch.as_tensor(v, dtype=torch.float32) for k, v in extra.items() if len(v)})
+
+    def _export_dicom(self, out: dict, i: int, case: str, source: Path, folder: Path) -> tuple[Path, np.ndarray]:
+        stored = perturbation_to_stored(source, out["image"][i], out["adv"][i])
+        _, meta = read_xray_dicom(source)
+        native = tuple(int(s) for s in meta["spatial_shape"])
+        uid = lambda kind: generate_uid(entropy_srcs=[self.attack_name, case, kind])  # noqa: E731
+        if self.uid_map:
+            deidentify_file(source, folder / "source.dcm", self.uid_map)
+        description = f"{self.attack_name} adversarial image (research, not for diagnosis)"
+        adv_path = write_derived_dicom(source, stored, folder / "adversarial.dcm", series_instance_uid=uid("image"),
+                                       derivation_description=f"adversarial perturbation added: {self.attack_name}",
+                                       deidentify=self.uid_map)
+        for key, what, number in SEG_KINDS:
+            write_seg(adv_path if key == "adv_pred" else source, label_to_native(out[key][i], native),
+                      folder / f"seg_{key}.dcm", class_names=self.class_names, algorithm_name="bundle U-Net",
+                      algorithm_version=self.algorithm_version, series_description=f"{self.attack_name}: {what}",
+                      series_instance_uid=uid(key), series_number=number, content_label=key.upper()[:16],
+                      deidentify=self.uid_map)
+        overlay = render_overlay(out["image"][i], out["adv"][i], out["label"][i], out["adv_pred"][i], out["target"][i],
+                                 bounds=self.bounds, class_names=self.class_names, title=description)
+        write_secondary_capture(source, overlay, folder / "overlay.dcm", series_instance_uid=uid("overlay"),
+                                series_description=f"{self.attack_name}: overlay", deidentify=self.uid_map)
+        if self.nifti:
+            self._write_masks(out, i, folder, native, meta["pixel_spacing"])
+            write_nifti(stored, folder / "adversarial.nii.gz", spacing=meta["pixel_spacing"])
+        return adv_path, stored.astype(np.float64) - pydicom.dcmread(source).pixel_array
+
+    def _export_photo(self, out: dict, i: int, source: Path, folder: Path) -> tuple[Path, np.ndarray]:
+        rgb = photo_perturbation_to_uint8(source, out["image"][i], out["adv"][i])
+        path = write_png(rgb, folder / "adversarial.png")
+        clean = (read_photo(source)[0] * 255).round()
+        if self.nifti:
+            self._write_masks(out, i, folder, rgb.shape[:2], (1.0, 1.0))
+            write_nifti(rgb.mean(2), folder / "adversarial_gray.nii.gz", spacing=(1.0, 1.0))
+        return path, rgb.astype(np.float64) - clean
+
+    def _write_masks(self, out: dict, i: int, folder: Path, native: Sequence[int], spacing: Sequence[float]) -> None:
+        for key, _, _ in SEG_KINDS:
+            write_nifti(label_to_native(out[key][i], native), folder / f"{key}.nii.gz", spacing=spacing)
+
+    def _round_trip(self, network: torch.nn.Module, paths: Sequence[Path], target: torch.Tensor) -> list[float]:
+        """Target IoU of the network on the written files, read back through the run's preprocessing."""
+        images = torch.stack([self.preprocessing({"image": str(p)})["image"].as_tensor() for p in paths])
+        with model_guard(network), torch.no_grad():
+            pred = network(images.to(target.device)).argmax(1, keepdim=True)
+        return paper_iou(pred, target).tolist()
+
