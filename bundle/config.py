@@ -50,7 +50,7 @@ def case_list(task: str, dataset_dir: str | Path, split: str, num_cases: int | N
     """
     if num_cases is not None and (not isinstance(num_cases, int) or num_cases < 1):
         raise ValueError(f"Option num_cases should be a positive integer or null (all cases), got {num_cases!r}.")
-    ensure_dataset(task, dataset_dir)
+    ensure_dataset(task, dataset_dir, split=split)
     items = read_datalist(dataset_dir, split)[:num_cases]
     if not items:
         raise ValueError(f"Split {split!r} of {dataset_dir} holds no case; check dataset_dir and the datalist.")

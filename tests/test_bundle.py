@@ -111,3 +111,16 @@ def test_foreign_folder_is_not_filled_with_phantoms(tmp_path):
     with pytest.raises(FileNotFoundError, match="not empty but has no datalist.json"):
         ensure_dataset("dermoscopy", tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ISIC_0000000.jpg"]
+
+
+def test_phantoms_are_generated_split_by_split(tmp_path):
+    from bundle.config import case_list
+
+    folder = tmp_path / "derm"
+    test = case_list("dermoscopy", folder, "test", 2)
+    assert json.loads((folder / "datalist.json").read_text()).keys() == {"test"}
+    stamp = (folder / "images" / "dermoscopy_0180.jpg").stat().st_mtime_ns
+    validation = case_list("dermoscopy", folder, "validation", 1)
+    assert json.loads((folder / "datalist.json").read_text()).keys() == {"test", "validation"}
+    assert case_list("dermoscopy", folder, "test", 2) == test and validation[0]["image"].endswith("dermoscopy_0160.jpg")
+    assert (folder / "images" / "dermoscopy_0180.jpg").stat().st_mtime_ns == stamp  # existing cases are kept

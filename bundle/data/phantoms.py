@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from monai.utils import look_up_option
 from PIL import Image
+from pydicom.uid import generate_uid
 from tqdm import tqdm
 
 from bundle._files import atomic_path
@@ -59,22 +60,25 @@ def _write_case(task: str, index: int, seed: int, dataset_dir: Path) -> dict[str
     generate = getattr(importlib.import_module(f"bundle.data.{task}"), f"generate_{task}")
     name = f"{task}_{index:04d}"
     label_path = dataset_dir / "labels" / f"{name}.png"
+    # fundus alternates JPEG and PNG as RIM-ONE/REFUGE do; dermoscopy is JPEG as in ISIC; CXR is DICOM
+    suffix = {"cxr": ".dcm", "dermoscopy": ".jpg"}.get(task, ".png" if index % 2 else ".jpg")
+    image_path = dataset_dir / "images" / f"{name}{suffix}"
+    if image_path.is_file() and label_path.is_file():  # cases are deterministic: written once is written
+        return {"image": str(image_path), "label": str(label_path)}
     if task == "cxr":
         from bundle.data.dicom_writer import write_dx
 
         pixels, label, info = generate(rng)
-        image_path = dataset_dir / "images" / f"{name}.dcm"
         # about one radiograph in five is stored inverted, as some CR/DX systems do
         photometric = "MONOCHROME1" if rng.random() < 0.2 else "MONOCHROME2"
         # the anatomy fills 1024 pixels as it fills JSRT's 2048 at 0.175 mm, hence 0.35 mm
+        uid = lambda kind: generate_uid(entropy_srcs=[str(seed), task, str(index), kind])  # noqa: E731
         write_dx(image_path, pixels, photometric=photometric, pixel_spacing=(0.35, 0.35), patient_id=f"PHANTOM{index:04d}",
                  patient_name=f"Phantom^Case{index:04d}", patient_sex=info.get("sex", "O"),
+                 study_instance_uid=uid("study"), series_instance_uid=uid("series"), sop_instance_uid=uid("image"),
                  study_description="Phantom chest radiograph", series_description="PA chest phantom")
     else:
         image, label, info = generate(rng)
-        # fundus alternates JPEG and PNG as RIM-ONE/REFUGE do; dermoscopy is JPEG as in ISIC
-        suffix = ".png" if task == "fundus" and index % 2 else ".jpg"
-        image_path = dataset_dir / "images" / f"{name}{suffix}"
         with atomic_path(image_path) as tmp:
             Image.fromarray(image).save(tmp, quality=int(rng.integers(80, 96)) if suffix == ".jpg" else None)
     with atomic_path(label_path) as tmp:
@@ -114,24 +118,30 @@ def generate_phantom_dataset(task: str, dataset_dir: str | Path, *, seed: int = 
     return path
 
 
-def ensure_dataset(task: str, dataset_dir: str | Path, seed: int = 0) -> Path:
-    """Return ``dataset_dir/datalist.json``, generating the phantoms first if the folder is missing or empty.
+def ensure_dataset(task: str, dataset_dir: str | Path, seed: int = 0, split: str | None = None) -> Path:
+    """Return ``dataset_dir/datalist.json``, generating phantoms first where they are missing.
 
-    A non-empty folder without a datalist is an error rather than a place to write phantoms into: it is most
-    likely a real dataset that still needs its converter.
+    An empty or missing folder gets the phantoms of ``split`` (all splits when ``None``); a phantom dataset
+    that lacks ``split`` gets it added. A non-empty folder without a datalist is an error rather than a place
+    to write phantoms into: it is most likely a real dataset that still needs its converter.
     """
     task = look_up_option(task, TASKS)
     dataset_dir = Path(dataset_dir)
     datalist = dataset_dir / DATALIST_NAME
     if datalist.is_file():
-        return datalist
+        present = json.loads(datalist.read_text())
+        marker = dataset_dir / "phantom.json"
+        if split is None or split in present or not marker.is_file():
+            return datalist
+        return generate_phantom_dataset(task, dataset_dir, seed=json.loads(marker.read_text())["seed"],
+                                        only=set(present) | {split})
     if dataset_dir.exists() and any(dataset_dir.iterdir()):
         raise FileNotFoundError(f"{dataset_dir} is not empty but has no {DATALIST_NAME}; convert the dataset with "
                                 f"the matching script in scripts/ or point dataset_dir at an empty folder.")
     # generate beside the target and move it in whole: an interrupted run leaves no half dataset behind
     staging = dataset_dir.with_name(f".{dataset_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    generate_phantom_dataset(task, staging, seed=seed)
+    generate_phantom_dataset(task, staging, seed=seed, only=None if split is None else [split])
     if dataset_dir.exists():
         dataset_dir.rmdir()
     staging.rename(dataset_dir)
