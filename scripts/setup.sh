@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up this bundle on a fresh Debian/Ubuntu machine with Python 3.11 (no GPU needed).
 # - dicom3tools (dciodvfy, the DICOM validator the tests run) from Debian packages;
+# - orthanc + orthanc-dicomweb (the PACS the tests store to) from Debian packages;
 # - torch: the CPU build 2.13.0 unless a torch is already installed (GPU users install their CUDA build first);
 # - this package in editable mode with its test extra.
 set -euo pipefail
@@ -10,6 +11,14 @@ if ! command -v dciodvfy >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dicom3tools >/dev/null
+fi
+
+# Orthanc + its DICOMweb plugin: the PACS the tests store to (run privately by tests/orthanc.py, not as a service)
+if { ! command -v Orthanc >/dev/null 2>&1 && [ ! -x /usr/sbin/Orthanc ]; } \
+        || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null
 fi
 
 PY="${PYTHON:-python3}"
