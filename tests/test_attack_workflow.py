@@ -62,6 +62,10 @@ def test_heart_attack_writes_tables_and_overlays_and_resumes(bundle_root, tiny_d
     run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], **(args | {"num_cases": None}), **{"attack#steps": 2})
     cases = [r["case"] for r in read_rows(out / "metrics.csv")]
     assert sorted(cases) == ["cxr_0006", "cxr_0007"]
+    # nothing left to do: the run reports the finished table instead of attacking again
+    (out / "summary.md").unlink()
+    run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], **(args | {"num_cases": None}), **{"attack#steps": 2})
+    assert len(read_rows(out / "metrics.csv")) == 2 and "2 cases" in (out / "summary.md").read_text()
 
 
 def test_asma_swaps_targets_between_cases(bundle_root, tiny_datasets, untrained_weights, tmp_path):

@@ -120,6 +120,15 @@ class AttackMetricsWriter:
     def _finish(self, engine: Engine) -> None:
         if self._bar is not None:
             self._bar.close()
+        self.report()
+
+    def report(self) -> None:
+        """Write ``summary.csv`` / ``summary.md`` from every row so far and print the table.
+
+        Runs at the end of an attack run, and on its own when a resumed run finds every case done.
+        """
+        if not self.rows:
+            self.rows = _read_rows(self.output_dir / METRICS_FILE)
         if not self.rows:
             raise RuntimeError(f"No case was attacked and {self.output_dir / METRICS_FILE} has no row; "
                                f"check dataset_dir and num_cases.")
