@@ -1,9 +1,11 @@
 """Attack runs through `monai.bundle` configs: output tables, overlays, resume, and the errors users hit."""
 
 import csv
+import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pydicom
 import pytest
@@ -122,3 +124,26 @@ def test_photo_export_writes_lossless_png(bundle_root, tiny_datasets, untrained_
     names = sorted(p.name for p in (tmp_path / "export" / "fundus_0006").iterdir())
     assert names == ["adversarial.png", "perturbation_b.nii.gz", "perturbation_g.nii.gz", "perturbation_r.nii.gz"]
     assert "roundtrip_target_iou" in read_rows(tmp_path / "metrics.csv")[0]
+
+
+def test_two_processes_give_the_single_process_table(bundle_root, tiny_datasets, untrained_weights, tmp_path):
+    common = dict(dataset_dir=str(tiny_datasets["cxr"]), model_file=str(untrained_weights["cxr"]), batch_size=1)
+    run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], output_dir=str(tmp_path / "single"), **common,
+               **{"attack#steps": 2})
+    configs = [str(bundle_root / "configs" / n) for n in
+               ("common.yaml", "cxr.yaml", "attack.yaml", "pgd_heart.yaml", "multi_gpu_attack.yaml")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+               "-m", "monai.bundle", "run", "--config_file", repr(configs), "--bundle_root", str(bundle_root),
+               "--output_dir", str(tmp_path / "multi"), "--attack::steps", "2"]
+    command += [a for k, v in common.items() for a in (f"--{k}", str(v))]
+    result = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, multi = read_rows(tmp_path / "single" / "metrics.csv"), read_rows(tmp_path / "multi" / "metrics.csv")
+    assert [r["case"] for r in multi] == [r["case"] for r in single] == ["cxr_0006", "cxr_0007"]
+    assert not list((tmp_path / "multi").glob("metrics.rank*.csv"))
+    for a, b in zip(single, multi):
+        for column in a:
+            if column in ("case", "task", "attack"):
+                assert a[column] == b[column]
+            elif column != "seconds":
+                assert float(a[column]) == pytest.approx(float(b[column]), abs=1e-5), column

@@ -24,7 +24,7 @@ class AsmaVariant(str, Enum):
 
 
 def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, bounds: Sequence[float],
-         steps: int = 300, beta: float = 1e-3, tau: float = 1e-5, variant: str = "asma", alpha: float | None = None,
+         steps: int = 500, beta: float = 1e-3, tau: float = 1e-5, variant: str = "asma", alpha: float | None = None,
          stop_iou: float | None = None) -> AttackResult:
     """Targeted attack that pushes every pixel's logit of its target class up, as in Ozbulak et al.
 

@@ -2,7 +2,8 @@
 
 ``metrics.csv`` is rewritten atomically after every batch, so an interrupted run keeps every finished case;
 :func:`pending_cases` drops those cases from the next run's datalist, which makes a rerun into the same
-``output_dir`` resume. A case is never written twice.
+``output_dir`` resume. A case is never written twice. Under ``torchrun`` each rank keeps its own
+``metrics.rank<r>.csv`` during the run and rank 0 merges them into ``metrics.csv`` at the end.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from tqdm import tqdm
@@ -38,9 +40,17 @@ def _read_rows(path: Path) -> dict[str, dict]:
         return {row["case"]: row for row in csv.DictReader(f)}
 
 
+def _finished_rows(output_dir: Path) -> dict[str, dict]:
+    """Rows of ``metrics.csv`` and of any rank file an interrupted multi-process run left."""
+    rows = {}
+    for path in [output_dir / METRICS_FILE, *sorted(output_dir.glob("metrics.rank*.csv"))]:
+        rows.update(_read_rows(path))
+    return rows
+
+
 def pending_cases(items: Sequence[dict], output_dir: str | Path) -> list[dict]:
-    """The datalist ``items`` whose case has no row yet in ``output_dir/metrics.csv``."""
-    done = _read_rows(Path(output_dir) / METRICS_FILE)
+    """The datalist ``items`` whose case has no row yet in ``output_dir``'s metrics files."""
+    done = _finished_rows(Path(output_dir))
     return [item for item in items if Path(str(item["image"])).stem not in done]
 
 
@@ -68,6 +78,7 @@ class AttackMetricsWriter:
         self.class_names = list(class_names)
         self.total_cases, self.progress = total_cases, progress
         self.rows: dict[str, dict] = {}
+        self.rank, self.world = 0, 1
         self._bar: tqdm | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -76,9 +87,10 @@ class AttackMetricsWriter:
         engine.add_event_handler(Events.COMPLETED, self._finish)
 
     def _start(self, engine: Engine) -> None:
-        self.rows = _read_rows(self.output_dir / METRICS_FILE)
+        self.rank, self.world = idist.get_rank(), idist.get_world_size()
+        self.rows = _finished_rows(self.output_dir) if self.world == 1 else {}
         self._bar = tqdm(total=self.total_cases, desc=f"{self.attack_name} on {self.task}", unit="case",
-                         disable=not self.progress)
+                         disable=not self.progress or self.rank != 0)
 
     def __call__(self, engine: Engine) -> None:
         out = engine.state.output
@@ -114,12 +126,26 @@ class AttackMetricsWriter:
         return sum(values) / len(values)
 
     def _write_rows(self) -> None:
-        rows = list(self.rows.values())
-        write_csv(self.output_dir / METRICS_FILE, rows)
+        name = METRICS_FILE if self.world == 1 else f"metrics.rank{self.rank}.csv"
+        write_csv(self.output_dir / name, list(self.rows.values()))
 
     def _finish(self, engine: Engine) -> None:
         if self._bar is not None:
             self._bar.close()
+        if self.world > 1:  # rank 0 merges every rank's rows with those of earlier runs
+            gathered = [None] * self.world
+            torch.distributed.all_gather_object(gathered, self.rows)
+            if self.rank == 0:
+                self.rows = _finished_rows(self.output_dir)
+                for rows in gathered:
+                    self.rows.update(rows)
+                self.rows = dict(sorted(self.rows.items()))
+                write_csv(self.output_dir / METRICS_FILE, list(self.rows.values()))
+                for path in self.output_dir.glob("metrics.rank*.csv"):
+                    path.unlink()
+            torch.distributed.barrier()
+            if self.rank != 0:
+                return
         self.report()
 
     def report(self) -> None:
@@ -128,7 +154,7 @@ class AttackMetricsWriter:
         Runs at the end of an attack run, and on its own when a resumed run finds every case done.
         """
         if not self.rows:
-            self.rows = _read_rows(self.output_dir / METRICS_FILE)
+            self.rows = _finished_rows(self.output_dir)
         if not self.rows:
             raise RuntimeError(f"No case was attacked and {self.output_dir / METRICS_FILE} has no row; "
                                f"check dataset_dir and num_cases.")

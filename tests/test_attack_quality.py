@@ -1,0 +1,77 @@
+"""The issue's quality targets for the attacks, on a few test phantoms with the shipped models.
+
+The attack parameters come from the recipes in configs/, so these tests check what users run.
+"""
+
+import pytest
+import torch
+
+from bundle import load_examples, load_network
+from bundle.config import bundle_config
+from bundle.metrics import class_iou, mean_iou, paper_iou, pixel_accuracy
+from bundle.targets import heart_symbol_target, swap_targets
+
+N = 4  # cases per check: small enough for a 2-core CPU
+
+
+def recipe(task, *files, **overrides):
+    """The ``attack`` partial that ``configs/attack.yaml`` + ``files`` build, with ``overrides`` applied."""
+    parser = bundle_config(task, ["attack.yaml", *files])
+    parser.update({f"attack#{k}": v for k, v in overrides.items()})
+    return parser.get_parsed_content("attack")
+
+
+@pytest.fixture(scope="module")
+def fundus():
+    return load_network("fundus"), load_examples("fundus", "test", n=N)
+
+
+@pytest.fixture(scope="module")
+def cxr():
+    return load_network("cxr"), load_examples("cxr", "test", n=N)
+
+
+def test_asma_reaches_the_target_on_fundus(fundus):
+    net, batch = fundus
+    target = swap_targets(batch["label"], seed=0)
+    res = recipe("fundus", "asma.yaml")(net, batch["image"], target)
+    assert paper_iou(res.pred, target).mean() >= 0.97
+    assert pixel_accuracy(res.pred, target).mean() >= 0.99
+
+
+def test_asma_ablation_follows_the_papers_ordering(fundus):
+    """SSM < ASM <= ASMA in IoU, ASMA with no larger L2 than ASM, at the same budget of 150 steps (2 cases)."""
+    net, batch = fundus
+    batch = {k: v[:2] for k, v in batch.items()}
+    target = swap_targets(batch["label"], seed=0)
+    results = {v: recipe("fundus", "asma.yaml", variant=v, steps=150)(net, batch["image"], target)
+               for v in ("ssm", "asm", "asma")}
+    iou = {v: float(paper_iou(r.pred, target).mean()) for v, r in results.items()}
+    l2 = {v: float((r.adv - batch["image"]).flatten(1).norm(dim=1).mean()) for v, r in results.items()}
+    assert iou["ssm"] < iou["asm"] <= iou["asma"]
+    assert l2["asma"] <= l2["asm"]
+
+
+def test_asma_on_dermoscopy():
+    net, batch = load_network("dermoscopy"), load_examples("dermoscopy", "test", n=N)
+    target = swap_targets(batch["label"], seed=0)
+    res = recipe("dermoscopy", "asma.yaml")(net, batch["image"], target)
+    assert paper_iou(res.pred, target).mean() >= 0.90
+
+
+@pytest.mark.parametrize("size, goal", [("small", 0.97), ("large", 0.95)])
+def test_heart_symbol_pgd(cxr, size, goal):
+    net, batch = cxr
+    target = heart_symbol_target(batch["label"], size)
+    res = recipe("cxr", "pgd_heart.yaml")(net, batch["image"], target)
+    assert (res.adv - batch["image"]).abs().max() <= 0.04 + 1e-6
+    iou = class_iou(res.pred, target, 6)
+    assert iou[:, 3].mean() >= goal  # heart vs the symbol
+    others = class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean(1)
+    assert others.mean() >= 0.98  # lungs and clavicles keep their ground truth
+
+
+def test_untargeted_pgd_destroys_the_segmentation(cxr):
+    net, batch = cxr
+    res = recipe("cxr", "pgd_untargeted.yaml")(net, batch["image"], batch["label"])
+    assert mean_iou(res.pred, batch["label"], 6).mean() <= 0.05
