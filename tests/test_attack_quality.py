@@ -66,23 +66,29 @@ def test_asma_on_dermoscopy():
 NOT_YET = pytest.mark.xfail(strict=True, reason="issue 3 goal not reached by the shipped CXR model; see docs/attacks.md")
 
 
+@pytest.fixture(scope="module")
+def heart_attacks(cxr):
+    net, batch = cxr
+    out = {}
+    for size in ("small", "large"):
+        target = heart_symbol_target(batch["label"], size)
+        out[size] = target, recipe("cxr", "pgd_heart.yaml")(net, batch["image"], target)
+    return out
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_heart_symbol_pgd_keeps_the_other_structures(cxr, heart_attacks, size):
+    _, batch = cxr
+    _, res = heart_attacks[size]
+    assert (res.adv - batch["image"]).abs().max() <= 0.04 + 1e-6
+    assert class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean() >= 0.98  # lungs, clavicles
+
+
 @NOT_YET
 @pytest.mark.parametrize("size, goal", [("small", 0.97), ("large", 0.95)])
-def test_heart_symbol_pgd(cxr, size, goal):
-    net, batch = cxr
-    target = heart_symbol_target(batch["label"], size)
-    res = recipe("cxr", "pgd_heart.yaml")(net, batch["image"], target)
-    assert (res.adv - batch["image"]).abs().max() <= 0.04 + 1e-6
-    iou = class_iou(res.pred, target, 6)
-    assert iou[:, 3].mean() >= goal  # heart vs the symbol
-    others = class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean(1)
-    assert others.mean() >= 0.98  # lungs and clavicles keep their ground truth
-
-
-def test_heart_symbol_pgd_keeps_the_other_structures(cxr):
-    net, batch = cxr
-    res = recipe("cxr", "pgd_heart.yaml")(net, batch["image"], heart_symbol_target(batch["label"], "small"))
-    assert class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean() >= 0.98
+def test_heart_symbol_pgd_reaches_the_symbol(heart_attacks, size, goal):
+    target, res = heart_attacks[size]
+    assert class_iou(res.pred, target, 6)[:, 3].mean() >= goal
 
 
 @NOT_YET
