@@ -68,12 +68,13 @@ def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
     tgt = index_map(target, images)
     images = images.detach()
     n = images.shape[0]
-    best_adv, best_pred = images.clone(), torch.zeros_like(tgt)
-    best_iou = torch.full((n,), -1.0, device=images.device)
-    best_l2 = torch.full((n,), float("inf"), device=images.device)
+    # best iterate per sample, kept aligned with the active samples; written to `out` when samples leave
+    best = {"adv": images.clone(), "pred": torch.zeros_like(tgt),
+            "iou": torch.full((n,), -1.0, device=images.device), "l2": torch.full((n,), float("inf"), device=images.device)}
+    out = {k: v.clone() for k, v in best.items()}
     steps_run = torch.zeros(n, dtype=torch.long, device=images.device)
     active = torch.arange(n, device=images.device)
-    x = images.clone()
+    x, origin, t = images.clone(), images, tgt
     with model_guard(model):
         for step in range(steps + 1):
             x.requires_grad_(step < steps)
@@ -81,14 +82,11 @@ def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
             pred = logits.argmax(1)
             if step == 0:
                 check_target_classes(tgt, logits.shape[1])
-            t = tgt[active]
             iou = paper_iou(pred, t)
-            l2 = (x.detach() - images[active]).flatten(1).norm(dim=1)
-            better = (iou > best_iou[active]) | ((iou == best_iou[active]) & (l2 < best_l2[active]))
-            best_iou[active] = torch.where(better, iou, best_iou[active])
-            best_l2[active] = torch.where(better, l2, best_l2[active])
-            best_adv[active] = torch.where(better[:, None, None, None], x.detach(), best_adv[active])
-            best_pred[active] = torch.where(better[:, None, None], pred, best_pred[active])
+            l2 = (x.detach() - origin).flatten(1).norm(dim=1)
+            better = (iou > best["iou"]) | ((iou == best["iou"]) & (l2 < best["l2"]))
+            for key, value in (("adv", x.detach()), ("pred", pred), ("iou", iou), ("l2", l2)):
+                best[key] = torch.where(better.view(-1, *[1] * (value.ndim - 1)), value, best[key])
             if step == steps:
                 break
             keep = still_running(iou >= stop_iou if stop_iou is not None else None)
@@ -99,9 +97,17 @@ def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
                 objective = objective * (pred != t)
             (grad,) = torch.autograd.grad(objective.sum() if keep is None else objective[keep].sum(), x)
             if keep is not None:  # samples that reached the target leave the batch
-                active, x, grad, iou = active[keep], x[keep], grad[keep], iou[keep]
+                _store(out, best, active)
+                active, x, grad, iou, origin, t = (v[keep] for v in (active, x, grad, iou, origin, t))
+                best = {k: v[keep] for k, v in best.items()}
             multiplier = beta * iou + tau if variant == AsmaVariant.ASMA else torch.full_like(iou, alpha)
             x = (x.detach() + multiplier[:, None, None, None].to(x.dtype) * grad).clamp(lo, hi)
             steps_run[active] += 1
-    return AttackResult(adv=best_adv, steps=steps_run, pred=best_pred[:, None], score=best_iou)
+    _store(out, best, active)
+    return AttackResult(adv=out["adv"], steps=steps_run, pred=out["pred"][:, None], score=out["iou"])
 
+
+def _store(out: dict[str, torch.Tensor], best: dict[str, torch.Tensor], active: torch.Tensor) -> None:
+    """Write the best iterates of the ``active`` samples into the full-batch results."""
+    for key, value in best.items():
+        out[key][active] = value
