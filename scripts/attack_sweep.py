@@ -1,0 +1,77 @@
+"""Measure attack settings on the first test phantoms with the shipped models (the numbers of docs/attacks.md).
+
+    python scripts/attack_sweep.py asma --task fundus --cases 4 --steps 500 asma,1e-3,1e-5 asm,1e-3,1e-5 ssm,1e-3,1e-5
+    python scripts/attack_sweep.py pgd --cases 4 heart:small,iou,0.04 heart:large,iou,0.04 untargeted,iou,0.02
+    python scripts/attack_sweep.py fgsm --cases 4 heart:small,ce,0.04 untargeted,ce,0.04
+
+ASMA settings are ``variant,beta,tau``; PGD / FGSM settings are ``target,loss,eps[,alpha]`` with target
+``heart:small``, ``heart:large`` or ``untargeted``. Each line printed is one setting's mean over the cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bundle import load_examples, load_network
+from bundle.attacks import asma, fgsm, pgd
+from bundle.metrics import class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
+from bundle.targets import heart_symbol_target, swap_targets
+
+
+def sweep_asma(task: str, cases: int, steps: int, settings: list[str]) -> None:
+    net, batch = load_network(task), load_examples(task, "test", n=cases)
+    target = swap_targets(batch["label"], seed=0)
+    for setting in settings:
+        variant, beta, tau = setting.split(",")
+        start = time.perf_counter()
+        res = asma(net, batch["image"], target, bounds=(0.0, 1.0), steps=steps, beta=float(beta), tau=float(tau),
+                   variant=variant, stop_iou=0.99)
+        delta = res.adv - batch["image"]
+        print(f"{task} {setting}: target IoU {paper_iou(res.pred, target).mean():.4f}, pixel accuracy "
+              f"{pixel_accuracy(res.pred, target).mean():.4f}, L2 {l2_norm(delta).mean():.3f}, Linf "
+              f"{linf_norm(delta).mean():.3f}, steps {res.steps.float().mean():.0f}, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+
+
+def sweep_cxr(attack: str, cases: int, settings: list[str]) -> None:
+    net, batch = load_network("cxr"), load_examples("cxr", "test", n=cases)
+    for setting in settings:
+        kind, loss, eps, *alpha = setting.split(",")
+        eps = float(eps)
+        targeted = kind != "untargeted"
+        target = heart_symbol_target(batch["label"], kind.split(":")[1]) if targeted else batch["label"]
+        if attack == "fgsm":
+            res = fgsm(net, batch["image"], target, eps=eps, bounds=(-1.0, 1.0), loss=loss, targeted=targeted)
+        else:
+            res = pgd(net, batch["image"], target, eps=eps, alpha=float(alpha[0]) if alpha else None, steps=100,
+                      bounds=(-1.0, 1.0), loss=loss, targeted=targeted)
+        if targeted:
+            heart = class_iou(res.pred, target, 6)[:, 3].mean()
+            others = class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean()
+            print(f"{attack} {setting}: heart IoU with the symbol {heart:.4f}, other structures' IoU with ground "
+                  f"truth {others:.4f}", flush=True)
+        else:
+            print(f"{attack} {setting}: mean IoU with ground truth {mean_iou(res.pred, batch['label'], 6).mean():.4f}",
+                  flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("attack", choices=["asma", "pgd", "fgsm"])
+    parser.add_argument("settings", nargs="+")
+    parser.add_argument("--task", default="fundus", choices=["fundus", "dermoscopy"], help="ASMA only")
+    parser.add_argument("--cases", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=500, help="ASMA only")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.attack == "asma":
+        sweep_asma(args.task, args.cases, args.steps, args.settings)
+    else:
+        sweep_cxr(args.attack, args.cases, args.settings)
+
+
+if __name__ == "__main__":
+    main()
