@@ -4,6 +4,7 @@ import csv
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -132,11 +133,15 @@ def test_two_processes_give_the_single_process_table(bundle_root, tiny_datasets,
                **{"attack#steps": 2})
     configs = [str(bundle_root / "configs" / n) for n in
                ("common.yaml", "cxr.yaml", "attack.yaml", "pgd_heart.yaml", "multi_gpu_attack.yaml")]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    with socket.socket() as free:  # a port nobody uses, for the ranks to meet on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
                "-m", "monai.bundle", "run", "--config_file", repr(configs), "--bundle_root", str(bundle_root),
                "--output_dir", str(tmp_path / "multi"), "--attack::steps", "2"]
     command += [a for k, v in common.items() for a in (f"--{k}", str(v))]
-    result = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    result = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"},
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     single, multi = read_rows(tmp_path / "single" / "metrics.csv"), read_rows(tmp_path / "multi" / "metrics.csv")
     assert [r["case"] for r in multi] == [r["case"] for r in single] == ["cxr_0006", "cxr_0007"]
