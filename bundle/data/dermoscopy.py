@@ -12,6 +12,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from bundle.data._noise import fractal, smooth_noise
+
 __all__ = ["generate_dermoscopy", "DERMOSCOPY_CLASSES"]
 
 DERMOSCOPY_CLASSES = ("background", "lesion")
@@ -24,24 +26,6 @@ _BROWN = np.array([[0.74, 0.54, 0.45], [0.60, 0.41, 0.33], [0.45, 0.29, 0.23], [
                   np.float32)
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
-    """Zero-mean, unit-std noise with features about ``cell`` pixels wide (bicubic upsampling of a coarse grid)."""
-    h, w = shape
-    gh, gw = max(2, int(np.ceil(h / cell)) + 2), max(2, int(np.ceil(w / cell)) + 2)
-    coarse = rng.standard_normal((gh, gw)).astype(np.float32)
-    big = np.asarray(Image.fromarray(coarse, mode="F").resize((int(gw * cell), int(gh * cell)), Image.BICUBIC))
-    oy, ox = rng.integers(0, max(1, big.shape[0] - h)), rng.integers(0, max(1, big.shape[1] - w))
-    out = big[oy:oy + h, ox:ox + w]
-    return (out - out.mean()) / (out.std() + 1e-6)
-
-
-def _fractal(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[float, ...], decay: float = 0.6) -> np.ndarray:
-    out = np.zeros(shape, np.float32)
-    for i, c in enumerate(cells):
-        out += (decay ** i) * _smooth_noise(rng, shape, c)
-    return out / (out.std() + 1e-6)
-
-
 def _lerp_palette(palette: np.ndarray, t: float) -> np.ndarray:
     x = np.clip(t, 0, 1) * (len(palette) - 1)
     i = min(int(x), len(palette) - 2)
@@ -50,7 +34,7 @@ def _lerp_palette(palette: np.ndarray, t: float) -> np.ndarray:
 
 def _lines(rng: np.random.Generator, shape: tuple[int, int], cell: float, width: float) -> np.ndarray:
     """Thin curvy network (zero crossings of band-limited noise), values in [0, 1]."""
-    n = _smooth_noise(rng, shape, cell)
+    n = smooth_noise(rng, shape, cell)
     return np.exp(-(n / (width / cell * 2.5)) ** 2)
 
 
@@ -64,7 +48,7 @@ def _lesion_mask(rng, shape, area_frac, yy, xx):
     amp = irregular * 0.22 * rng.uniform(0.2, 1.0, k.size) / k ** 0.9
     ph = rng.uniform(0, 2 * np.pi, k.size)
     warp_cell = max(8.0, np.sqrt(area_frac * h * w) / 4)
-    wx, wy = _smooth_noise(rng, shape, warp_cell), _smooth_noise(rng, shape, warp_cell)
+    wx, wy = smooth_noise(rng, shape, warp_cell), smooth_noise(rng, shape, warp_cell)
     dx, dy = xx - c[0], yy - c[1]
     cr, sr = np.cos(rot), np.sin(rot)
     u, v = dx * cr + dy * sr, (-dx * sr + dy * cr) / aspect
@@ -144,13 +128,13 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
     # ---------------- skin ----------------
     skin_t = float(rng.beta(1.2, 2.2))
     skin = _lerp_palette(_SKIN, skin_t) * (1 + rng.normal(0, 0.03, 3)).astype(f32)
-    tex = _fractal(rng, shape, (60 * scale, 20 * scale, 6 * scale), 0.6)
+    tex = fractal(rng, shape, (60 * scale, 20 * scale, 6 * scale), 0.6)
     img = skin[None, None, :] * (1 + 0.05 * tex[..., None])
-    red = np.clip(_smooth_noise(rng, shape, 50 * scale), 0, None)  # erythema blotches
+    red = np.clip(smooth_noise(rng, shape, 50 * scale), 0, None)  # erythema blotches
     img *= 1 - (rng.uniform(0, 0.12) * red)[..., None] * np.array([0.0, 0.6, 0.5], f32)
-    furrows = _lines(rng, shape, rng.uniform(8, 14) * scale, 0.8 * scale) * np.clip(_smooth_noise(rng, shape, 40 * scale) + 0.5, 0, 1)
+    furrows = _lines(rng, shape, rng.uniform(8, 14) * scale, 0.8 * scale) * np.clip(smooth_noise(rng, shape, 40 * scale) + 0.5, 0, 1)
     img *= 1 - (rng.uniform(0.02, 0.06) * furrows)[..., None]
-    img *= 1 + (0.015 * _smooth_noise(rng, shape, 2.0 * scale))[..., None]  # pores / fine grain
+    img *= 1 + (0.015 * smooth_noise(rng, shape, 2.0 * scale))[..., None]  # pores / fine grain
     if rng.random() < 0.4:  # erythematous halo just outside the lesion
         halo = np.exp(-np.clip(-sd, 0, None) / (rng.uniform(5, 20) * scale)) * (sd < 0)
         img *= 1 - (rng.uniform(0.05, 0.15) * halo)[..., None] * np.array([0.0, 0.5, 0.4], f32)
@@ -163,7 +147,7 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
     dist = float(np.linalg.norm(col - skin))
     if dist < 0.18:
         col = np.clip(col * (0.7 if skin_lum > 0.35 else 1.45) * np.array([1.0, 0.95, 0.95], f32), 0, 1)
-    lt = _fractal(rng, shape, (r0 / 2, r0 / 6, 12 * scale), 0.6)
+    lt = fractal(rng, shape, (r0 / 2, r0 / 6, 12 * scale), 0.6)
     les = col[None, None, :] * (1 + 0.14 * lt[..., None])
     # darker (or lighter) centre, often a paler periphery (the lesion fades towards, but still steps at, its border)
     les *= 1 - (rng.uniform(-0.15, 0.35) * depth ** 0.7)[..., None]
@@ -173,17 +157,17 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
     if rng.random() < 0.7:  # pigment network
         cell = rng.uniform(6, 10) * scale
         net = ndimage.gaussian_filter(_lines(rng, shape, cell, cell * rng.uniform(0.25, 0.4)), 0.7 * scale)
-        net_fade = np.clip(1.2 - depth * rng.uniform(0, 1.2), 0, 1) * np.clip(0.6 + 0.5 * _smooth_noise(rng, shape, r0 / 3), 0, 1)
+        net_fade = np.clip(1.2 - depth * rng.uniform(0, 1.2), 0, 1) * np.clip(0.6 + 0.5 * smooth_noise(rng, shape, r0 / 3), 0, 1)
         les *= 1 - (rng.uniform(0.12, 0.3) * net * net_fade)[..., None]
     if rng.random() < 0.45:  # blue-grey veil / regression zones
-        zone = np.clip((_smooth_noise(rng, shape, r0 / 3) - rng.uniform(0.6, 1.3)) * 1.5, 0, 1) * np.clip(depth * 8, 0, 1)
+        zone = np.clip((smooth_noise(rng, shape, r0 / 3) - rng.uniform(0.6, 1.3)) * 1.5, 0, 1) * np.clip(depth * 8, 0, 1)
         shade = max(0.2, float(col.mean()) * rng.uniform(1.0, 1.4))
         blue = np.array([0.72, 0.82, 1.2], f32) * shade * (1 + 0.15 * lt[..., None])
         a = rng.uniform(0.35, 0.7) * zone[..., None]
         les = les * (1 - a) + blue * a
     if rng.random() < 0.3:  # whitish scar-like regression: inside the lesion, lighter than the lesion body
-        zone = np.clip((_smooth_noise(rng, shape, r0 / 4) - rng.uniform(0.5, 1.2)) * 1.2, 0, 1) * np.clip(depth * 4 - 0.8, 0, 1)
-        pepper = np.clip(0.95 + 0.1 * _smooth_noise(rng, shape, 3.0 * scale), 0.7, 1.1)[..., None]
+        zone = np.clip((smooth_noise(rng, shape, r0 / 4) - rng.uniform(0.5, 1.2)) * 1.2, 0, 1) * np.clip(depth * 4 - 0.8, 0, 1)
+        pepper = np.clip(0.95 + 0.1 * smooth_noise(rng, shape, 3.0 * scale), 0.7, 1.1)[..., None]
         a = rng.uniform(0.3, 0.55) * zone[..., None]
         les = les * (1 - a) + np.array([0.78, 0.72, 0.76], f32) * pepper * a
     n_dots = int(rng.integers(0, 60)) if rng.random() < 0.6 else 0
@@ -196,7 +180,7 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
         dots = ndimage.gaussian_filter(dots, 0.8 * scale)
         les *= 1 - (np.clip(dots * 1.5, 0, 1) * rng.uniform(0.3, 0.6))[..., None]
     # fuzzy but visible border: logistic ramp centred on the label boundary, width varying along it
-    bw = rng.uniform(1.0, 3.5) * scale * np.exp(0.4 * _smooth_noise(rng, shape, r0 / 2))
+    bw = rng.uniform(1.0, 3.5) * scale * np.exp(0.4 * smooth_noise(rng, shape, r0 / 2))
     alpha = 0.5 + 0.5 * np.tanh(sd / (2 * np.minimum(bw, 5.0 * scale)))  # logistic, overflow-free
     img = img * (1 - alpha[..., None]) + les * alpha[..., None]
 
@@ -231,7 +215,7 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
         img += np.clip(spec, 0, 0.4)[..., None]
     # illumination: gradient, vignetting with dark corners
     g = rng.normal(0, 0.12, 2)
-    illum = (1 + g[0] * (xx / w - 0.5) + g[1] * (yy / h - 0.5)) * (1 + 0.06 * _smooth_noise(rng, shape, 0.5 * w))
+    illum = (1 + g[0] * (xx / w - 0.5) + g[1] * (yy / h - 0.5)) * (1 + 0.06 * smooth_noise(rng, shape, 0.5 * w))
     rr = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2)) / np.sqrt(2)
     vig = rng.uniform(0.5, 0.95) if rng.random() < 0.8 else rng.uniform(0.0, 0.3)
     illum *= 1 - vig * np.clip(rr / rng.uniform(0.7, 1.0), 0, 1) ** rng.uniform(1.5, 4.0)

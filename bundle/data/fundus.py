@@ -13,29 +13,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from bundle.data._noise import fractal, smooth_noise
+
 __all__ = ["generate_fundus", "FUNDUS_CLASSES"]
 
 FUNDUS_CLASSES = ("background", "disc_rim", "cup")
 
 _SUPERSAMPLE = 2  # vessels are drawn at twice the resolution and box-filtered down (anti-aliasing)
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
-    """Zero-mean, unit-std noise with features about ``cell`` pixels wide (bicubic upsampling of a coarse grid)."""
-    h, w = shape
-    gh, gw = max(2, int(np.ceil(h / cell)) + 2), max(2, int(np.ceil(w / cell)) + 2)
-    coarse = rng.standard_normal((gh, gw)).astype(np.float32)
-    big = np.asarray(Image.fromarray(coarse, mode="F").resize((int(gw * cell), int(gh * cell)), Image.BICUBIC))
-    oy, ox = rng.integers(0, max(1, big.shape[0] - h)), rng.integers(0, max(1, big.shape[1] - w))
-    out = big[oy:oy + h, ox:ox + w]
-    return (out - out.mean()) / (out.std() + 1e-6)
-
-
-def _fractal(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[float, ...], decay: float = 0.6) -> np.ndarray:
-    out = np.zeros(shape, np.float32)
-    for i, c in enumerate(cells):
-        out += (decay ** i) * _smooth_noise(rng, shape, c)
-    return out / (out.std() + 1e-6)
 
 
 def _radial_shape(rng: np.random.Generator, n_harm: int, amp: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -214,11 +198,11 @@ def generate_fundus(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarr
     pig = rng.uniform(0, 1)  # 0 light / blond fundus, 1 dark pigmented
     base = np.array([rng.uniform(0.72, 0.9) - 0.15 * pig, rng.uniform(0.28, 0.42) - 0.12 * pig,
                      rng.uniform(0.08, 0.18) - 0.04 * pig], f32)
-    tex = _fractal(rng, shape, (size / 6, size / 20, size / 60), 0.7)
-    fine = _smooth_noise(rng, shape, max(2.0, size / 128))
+    tex = fractal(rng, shape, (size / 6, size / 20, size / 60), 0.7)
+    fine = smooth_noise(rng, shape, max(2.0, size / 128))
     img = base[None, None, :] * (1 + 0.07 * tex[..., None]) * (1 + np.array([0.02, 0.05, 0.06], f32) * fine[..., None])
     if rng.random() < 0.35:  # tigroid fundus: choroidal vessels visible as dark stripes
-        stripes = np.abs(_smooth_noise(rng, shape, size / 14))
+        stripes = np.abs(smooth_noise(rng, shape, size / 14))
         img *= 1 - (0.12 * rng.uniform(0.3, 1) * np.exp(-stripes * 3))[..., None] * np.array([0.6, 1, 1], f32)
 
     # macula: darker, browner; tiny foveal reflex
@@ -235,13 +219,13 @@ def generate_fundus(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarr
         pr = np.hypot((xx - disc_c[0] - shift) / (rx * grow), (yy - disc_c[1]) / (ry * grow * 0.95))
         ppa = _soft((pr < 1.0) & ~disc, 2.5) * (1 - _soft(disc, 0.7))
         ppa_col = np.array([0.85, 0.6, 0.38], f32) * rng.uniform(0.8, 1.05)
-        mottle = np.clip(0.75 + 0.25 * _smooth_noise(rng, shape, max(2.0, dd / 12)), 0.3, 1.2)
+        mottle = np.clip(0.75 + 0.25 * smooth_noise(rng, shape, max(2.0, dd / 12)), 0.3, 1.2)
         img = _blend(img, ppa_col, ppa * rng.uniform(0.5, 0.9) * mottle)
 
     # optic disc: pink-orange rim getting paler towards the cup; a clear step at the disc edge
     disc_col = np.array([rng.uniform(0.85, 0.97), rng.uniform(0.45, 0.62), rng.uniform(0.3, 0.42)], f32)
     rim_grad = np.clip(1 - rho, 0, 1)[..., None] * np.array([0.03, 0.05, 0.04], f32)
-    rim_tex = (0.04 * _smooth_noise(rng, shape, max(2.0, dd / 10)))[..., None]
+    rim_tex = (0.04 * smooth_noise(rng, shape, max(2.0, dd / 10)))[..., None]
     disc_a = _soft(disc, rng.uniform(0.6, 1.1))
     img = img * (1 - disc_a[..., None]) + (disc_col + rim_grad + rim_tex) * disc_a[..., None]
     # scleral ring / pigment at the border in some eyes
@@ -267,7 +251,7 @@ def generate_fundus(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarr
     img = np.clip(img, 0, 1.5)
 
     # illumination: smooth field, vignetting, bright reflexes / haze (threshold distractors)
-    illum = 1 + 0.12 * _smooth_noise(rng, shape, size / 3)
+    illum = 1 + 0.12 * smooth_noise(rng, shape, size / 3)
     illum *= 1 - rng.uniform(0.25, 0.5) * (fov_d / fov_r) ** rng.uniform(2.0, 4.0)
     g = rng.normal(0, 0.15, 2)
     illum *= 1 + g[0] * (xx / size - 0.5) + g[1] * (yy / size - 0.5)
