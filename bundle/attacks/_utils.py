@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from monai.utils import look_up_option
 
 __all__ = ["AttackResult", "Loss", "model_guard", "index_map", "check_bounds", "check_non_negative",
-           "check_steps", "check_classes", "check_target_classes", "still_running", "check_region", "segmentation_loss"]
+           "check_steps", "check_classes", "check_target_classes", "still_running", "store_rows", "check_region", "segmentation_loss"]
 
 
 @dataclass
@@ -93,6 +93,12 @@ def still_running(done: torch.Tensor | None) -> torch.Tensor | None:
     keep = ~done
     n_keep = int(keep.sum())
     return None if n_keep == keep.numel() else keep
+
+
+def store_rows(out: dict[str, torch.Tensor], values: dict[str, torch.Tensor], active: torch.Tensor) -> None:
+    """Write per-sample ``values`` of the ``active`` samples (aligned with them) into the full-batch ``out``."""
+    for key, value in values.items():
+        out[key][active] = value
 
 
 def check_bounds(images: torch.Tensor, bounds: Sequence[float]) -> tuple[float, float]:

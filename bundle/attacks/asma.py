@@ -9,7 +9,7 @@ import torch
 from monai.utils import look_up_option
 
 from bundle.attacks._utils import (AttackResult, check_bounds, check_non_negative, check_steps, check_target_classes,
-                                  index_map, model_guard, still_running)
+                                  index_map, model_guard, still_running, store_rows)
 from bundle.metrics import paper_iou
 
 __all__ = ["asma", "AsmaVariant"]
@@ -97,17 +97,12 @@ def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
                 objective = objective * (pred != t)
             (grad,) = torch.autograd.grad(objective.sum() if keep is None else objective[keep].sum(), x)
             if keep is not None:  # samples that reached the target leave the batch
-                _store(out, best, active)
+                store_rows(out, best, active)
                 active, x, grad, iou, origin, t = (v[keep] for v in (active, x, grad, iou, origin, t))
                 best = {k: v[keep] for k, v in best.items()}
             multiplier = beta * iou + tau if variant == AsmaVariant.ASMA else torch.full_like(iou, alpha)
             x = (x.detach() + multiplier[:, None, None, None].to(x.dtype) * grad).clamp(lo, hi)
             steps_run[active] += 1
-    _store(out, best, active)
+    store_rows(out, best, active)
     return AttackResult(adv=out["adv"], steps=steps_run, pred=out["pred"][:, None], score=out["iou"])
 
-
-def _store(out: dict[str, torch.Tensor], best: dict[str, torch.Tensor], active: torch.Tensor) -> None:
-    """Write the best iterates of the ``active`` samples into the full-batch results."""
-    for key, value in best.items():
-        out[key][active] = value

@@ -8,7 +8,7 @@ import torch
 
 from bundle.attacks._utils import (AttackResult, check_bounds, check_classes, check_non_negative, check_region,
                                    check_steps, check_target_classes, index_map, model_guard, segmentation_loss,
-                                   still_running)
+                                   still_running, store_rows)
 from bundle.metrics import paper_iou
 
 __all__ = ["pgd"]
@@ -63,10 +63,11 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
     if random_start:
         noise = torch.empty_like(images).uniform_(-eps, eps, generator=generator)
         x = _project(images + (noise if mask is None else noise * mask), images, eps, lo, hi)
-    adv, pred_out = x.clone(), torch.zeros_like(tgt)
-    score = torch.zeros(images.shape[0], device=images.device)
-    steps_run = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
-    active = torch.arange(images.shape[0], device=images.device)
+    n = images.shape[0]
+    out = {"adv": x.clone(), "pred": torch.zeros_like(tgt), "score": torch.zeros(n, device=images.device)}
+    steps_run = torch.zeros(n, dtype=torch.long, device=images.device)
+    active = torch.arange(n, device=images.device)
+    origin, t = images, tgt  # aligned with the active samples
     with model_guard(model):
         for step in range(steps + 1):
             x.requires_grad_(step < steps)
@@ -75,9 +76,7 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
             if step == 0:
                 check_target_classes(tgt, logits.shape[1])
                 loss_classes = check_classes(classes, logits.shape[1], loss)
-            t = tgt[active]
             iou = paper_iou(pred, t)
-            adv[active], pred_out[active], score[active] = x.detach(), pred, iou
             if step == steps:
                 break
             done = None if stop_iou is None else (iou >= stop_iou if targeted else iou <= stop_iou)
@@ -87,11 +86,14 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
             per_sample = segmentation_loss(logits, t, loss, loss_classes)
             (grad,) = torch.autograd.grad(per_sample.sum() if keep is None else per_sample[keep].sum(), x)
             if keep is not None:  # finished samples leave the batch
-                active, x, grad = active[keep], x[keep], grad[keep]
-            direction = grad.sign() if mask is None else grad.sign() * mask[active]
-            x = _project(x.detach() + sign * alpha * direction, images[active], eps, lo, hi)
+                store_rows(out, {"adv": x.detach(), "pred": pred, "score": iou}, active)
+                active, x, grad, origin, t = (v[keep] for v in (active, x, grad, origin, t))
+                mask = None if mask is None else mask[keep]
+            direction = grad.sign() if mask is None else grad.sign() * mask
+            x = _project(x.detach() + sign * alpha * direction, origin, eps, lo, hi)
             steps_run[active] += 1
-    return AttackResult(adv=adv, steps=steps_run, pred=pred_out[:, None], score=score)
+    store_rows(out, {"adv": x.detach(), "pred": pred, "score": iou}, active)
+    return AttackResult(adv=out["adv"], steps=steps_run, pred=out["pred"][:, None], score=out["score"])
 
 
 def _project(x: torch.Tensor, origin: torch.Tensor, eps: float, lo: float, hi: float) -> torch.Tensor:
