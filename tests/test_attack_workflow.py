@@ -107,7 +107,7 @@ def test_dicom_export_passes_the_validator_and_round_trips(bundle_root, tiny_dat
     folder = tmp_path / "export" / "cxr_0006"
     files = sorted(p.name for p in folder.iterdir())
     assert files == ["adversarial.dcm", "overlay.dcm", "perturbation.nii.gz", "seg_adv_pred.dcm", "seg_clean_pred.dcm",
-                     "seg_target.dcm", "source.dcm"]
+                     "seg_target.dcm", "source.dcm", "target.png"]
     for name in files:
         if name.endswith(".dcm"):
             assert _dciodvfy_errors(folder / name) == [], name
@@ -123,7 +123,8 @@ def test_photo_export_writes_lossless_png(bundle_root, tiny_datasets, untrained_
     run_attack(bundle_root, "fundus", ["asma.yaml", "export_dicom.yaml"], dataset_dir=str(tiny_datasets["fundus"]),
                output_dir=str(tmp_path), model_file=str(untrained_weights["fundus"]), **{"attack#steps": 2})
     names = sorted(p.name for p in (tmp_path / "export" / "fundus_0006").iterdir())
-    assert names == ["adversarial.png", "perturbation_b.nii.gz", "perturbation_g.nii.gz", "perturbation_r.nii.gz"]
+    assert names == ["adversarial.png", "perturbation_b.nii.gz", "perturbation_g.nii.gz", "perturbation_r.nii.gz",
+                     "target.png"]
     assert "roundtrip_target_iou" in read_rows(tmp_path / "metrics.csv")[0]
 
 

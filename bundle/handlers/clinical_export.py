@@ -2,7 +2,7 @@
 
 DICOM inputs give a derived adversarial DICOM (same study), three DICOM SEGs (clean prediction, adversarial
 prediction, target) and a Secondary Capture of the overlay; photographs give a lossless PNG. Every case also
-gets its perturbation as NIfTI, and with ``nifti=True`` the adversarial image and the masks too. The written
+gets its perturbation as NIfTI and its attack target as a PNG label map, and with ``nifti=True`` the adversarial image and the masks too. The written
 adversarial file is then read back through the bundle's own preprocessing and segmented again:
 ``roundtrip_target_iou`` (and, for DICOM, the perturbation's ``l2_stored`` / ``linf_stored`` in stored pixel
 units) join the case's row in ``metrics.csv``.
@@ -76,6 +76,8 @@ class ClinicalExporter:
             else:
                 path, delta = self._export_photo(out, i, source, folder)
                 spacing = (1.0, 1.0)
+            # the attack target at native resolution, lossless, for later robustness checks of the file
+            write_png(label_to_native(out["target"][i], delta.shape[:2]).astype(np.uint8), folder / "target.png")
             channels = [("", delta)] if delta.ndim == 2 else [(f"_{c}", delta[..., k]) for k, c in enumerate("rgb")]
             for suffix, plane in channels:
                 write_nifti(plane.astype(np.float32), folder / f"perturbation{suffix}.nii.gz", spacing=spacing)

@@ -1,0 +1,109 @@
+"""How much of an exported attack survives the lossy routes images take through real archives.
+
+    python scripts/robustness.py outputs/roundtrip/fundus_asma outputs/roundtrip/cxr_pgd_heart_small \\
+        [--jpeg_quality 90] [--j2k_ratio 10] [--out docs/results/robustness]
+
+For every case of an attack run made with ``configs/export_dicom.yaml`` this re-segments, with the run's
+shipped model and preprocessing, (a) the exported file as written (lossless: PNG or uncompressed DICOM),
+(b) the same image re-compressed: JPEG at ``--jpeg_quality`` for photographs, lossy JPEG 2000 at
+``--j2k_ratio``:1 for DICOM, and reports the target IoU (the ASMA paper's IoU with the attack target) of each,
+next to the in-memory value from ``metrics.csv``. Writes ``<out>.md`` and a bar chart ``<out>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pydicom  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from pydicom.uid import JPEG2000  # noqa: E402
+
+from bundle import load_network  # noqa: E402
+from bundle.config import bundle_config  # noqa: E402
+from bundle.metrics import paper_iou  # noqa: E402
+
+
+def recompress(path: Path, folder: Path, jpeg_quality: int, j2k_ratio: float) -> Path:
+    """A lossy copy of ``path`` in ``folder``: JPEG for a PNG photograph, JPEG 2000 for a DICOM image."""
+    if path.suffix == ".png":
+        out = folder / f"{path.parent.name}.jpg"
+        with Image.open(path) as im:
+            im.convert("RGB").save(out, quality=jpeg_quality)
+        return out
+    ds = pydicom.dcmread(path)
+    ds.compress(JPEG2000, j2k_cr=[j2k_ratio])
+    out = folder / f"{path.parent.name}.dcm"
+    ds.save_as(out)
+    return out
+
+
+def target_iou(net, preprocessing, image: Path, target: Path) -> float:
+    item = preprocessing({"image": str(image), "label": str(target)})
+    with torch.no_grad():
+        pred = net(item["image"].as_tensor()[None]).argmax(1, keepdim=True)
+    return float(paper_iou(pred, item["label"].as_tensor()[None].long())[0])
+
+
+def measure(run: Path, jpeg_quality: int, j2k_ratio: float) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    task = rows[0]["task"]
+    net = load_network(task)
+    preprocessing = bundle_config(task).get_parsed_content("preprocessing")
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for row in rows:
+            folder = run / "export" / row["case"]
+            written = next(p for p in (folder / "adversarial.png", folder / "adversarial.dcm") if p.is_file())
+            lossy = recompress(written, Path(tmp), jpeg_quality, j2k_ratio)
+            out.append({"run": run.name, "case": row["case"], "photo": written.suffix == ".png",
+                        "in_memory": float(row["target_iou"]),
+                        "file": target_iou(net, preprocessing, written, folder / "target.png"),
+                        "lossy": target_iou(net, preprocessing, lossy, folder / "target.png")})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--jpeg_quality", type=int, default=90)
+    parser.add_argument("--j2k_ratio", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=Path("docs/results/robustness"))
+    args = parser.parse_args()
+    results = {run.name: measure(run, args.jpeg_quality, args.j2k_ratio) for run in args.runs}
+    lossy_name = {True: f"JPEG q{args.jpeg_quality}", False: f"JPEG 2000 {args.j2k_ratio:g}:1"}
+    lines = ["| run | cases | in memory | file as written | ratio | lossy route | after lossy | ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, rows in results.items():
+        mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("in_memory", "file", "lossy")}
+        route = lossy_name[rows[0]["photo"]]
+        lines.append(f"| {name} | {len(rows)} | {mean['in_memory']:.4f} | {mean['file']:.4f} | "
+                     f"{mean['file'] / mean['in_memory']:.3f} | {route} | {mean['lossy']:.4f} | "
+                     f"{mean['lossy'] / mean['in_memory']:.3f} |")
+    table = "\n".join(lines)
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(table + "\n")
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = list(results)
+    for k, (key, label) in enumerate((("in_memory", "in memory"), ("file", "file as written"), ("lossy", "lossy copy"))):
+        ax.bar([i + 0.27 * (k - 1) for i in range(len(names))],
+               [sum(r[key] for r in results[n]) / len(results[n]) for n in names], width=0.27, label=label)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("target IoU (ASMA paper)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(args.out.with_suffix(".png"), dpi=100)
+
+
+if __name__ == "__main__":
+    main()
