@@ -19,7 +19,7 @@ import torch
 from monai.transforms import Resize
 from PIL import Image
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, generate_uid
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless, generate_uid
 
 import bundle.io as bio
 from bundle.data.cxr import CXR_CLASSES
@@ -110,6 +110,7 @@ def sources(tmp_path_factory) -> dict:
     out = {p: _write_source(root / f"{p}.dcm", p) for p in PHOTOMETRICS}
     out["rle"] = _compressed_copy(out["MONOCHROME2"], root / "rle.dcm", RLELossless)
     out["j2k"] = _compressed_copy(out["MONOCHROME1"], root / "j2k.dcm", JPEG2000Lossless)
+    out["jpegls"] = _compressed_copy(out["MONOCHROME2"], root / "jpegls.dcm", JPEGLSLossless)
     out["jpeg"] = _jpeg_baseline_copy(out["MONOCHROME2"], root / "jpeg.dcm")
     return out
 
@@ -151,7 +152,7 @@ def written(sources, tmp_path_factory) -> dict:
             "hashes_after": {k: _sha(p) for k, p in sources.items()}, "out_dir": out_dir}
 
 
-DICOM_KEYS = ([f"adv_{k}{d}" for k in (*PHOTOMETRICS, "rle", "j2k", "jpeg") for d in ("", "_deid")]
+DICOM_KEYS = ([f"adv_{k}{d}" for k in (*PHOTOMETRICS, "rle", "j2k", "jpegls", "jpeg") for d in ("", "_deid")]
               + [f"{kind}_{p}{d}" for p in PHOTOMETRICS for d in ("", "_deid")
                  for kind in ("seg_clean", "seg_adv", "seg_target", "sc")]
               + [f"copy_{p}_deid" for p in PHOTOMETRICS])
@@ -173,7 +174,7 @@ def test_inputs_are_not_modified(written, sources):
     assert written["hashes_before"] == written["hashes_after"]
 
 
-@pytest.mark.parametrize("key", ["MONOCHROME2", "MONOCHROME1", "rle", "j2k", "jpeg"])
+@pytest.mark.parametrize("key", ["MONOCHROME2", "MONOCHROME1", "rle", "j2k", "jpegls", "jpeg"])
 def test_zero_perturbation_gives_the_source_pixels_back(sources, key):
     clean = _to_model(sources[key])
     stored = bio.perturbation_to_stored(sources[key], clean, clean.clone())
@@ -182,7 +183,7 @@ def test_zero_perturbation_gives_the_source_pixels_back(sources, key):
     np.testing.assert_array_equal(stored, source)
 
 
-@pytest.mark.parametrize("key", ["MONOCHROME2", "MONOCHROME1", "rle", "j2k"])
+@pytest.mark.parametrize("key", ["MONOCHROME2", "MONOCHROME1", "rle", "j2k", "jpegls"])
 def test_perturbation_survives_the_file_within_rounding(written, key):
     """Read back through the bundle's preprocessing, the written image carries the model-domain perturbation."""
     clean, adv, _ = written["arrays"][key]
@@ -240,12 +241,12 @@ def test_derived_image_attributes(written, sources, photometric):
 
 
 @pytest.mark.parametrize("key,syntax,lossy", [("rle", RLELossless, "00"), ("j2k", JPEG2000Lossless, "00"),
-                                              ("jpeg", JPEGBaseline8Bit, "01")])
+                                              ("jpegls", JPEGLSLossless, "00"), ("jpeg", JPEGBaseline8Bit, "01")])
 def test_compressed_sources_are_decoded_and_derived_copies_are_uncompressed(written, sources, key, syntax, lossy):
     src = pydicom.dcmread(sources[key])
     assert src.file_meta.TransferSyntaxUID == syntax
     if key != "jpeg":  # lossless: the decoded pixels are the original ones
-        original = "MONOCHROME2" if key == "rle" else "MONOCHROME1"
+        original = "MONOCHROME1" if key == "j2k" else "MONOCHROME2"
         np.testing.assert_array_equal(src.pixel_array, pydicom.dcmread(sources[original]).pixel_array)
     ds = pydicom.dcmread(written["files"][f"adv_{key}"])
     assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
