@@ -377,3 +377,26 @@ def test_burned_in_annotation_blocks_deidentification(sources, tmp_path):
     ds.BurnedInAnnotation = "YES"
     with pytest.raises(ValueError, match="BurnedInAnnotation YES"):
         bio.deidentify(ds, bio.UIDMap(SECRET))
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless])
+def test_derived_copy_compressed_on_request_keeps_its_pixels(sources, tmp_path, syntax):
+    src = sources["MONOCHROME2"]
+    stored = pydicom.dcmread(src).pixel_array.copy()
+    stored[::7, ::5] = np.clip(stored[::7, ::5].astype(int) + 9, 0, 4095)
+    path = bio.write_derived_dicom(src, stored, tmp_path / "adv.dcm", derivation_description="test",
+                                   series_instance_uid=generate_uid(), transfer_syntax=syntax)
+    ds = pydicom.dcmread(path)
+    assert ds.file_meta.TransferSyntaxUID == syntax
+    np.testing.assert_array_equal(ds.pixel_array, stored)
+    if shutil.which("dciodvfy"):
+        out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        assert [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")] == []
+
+
+def test_lossy_transfer_syntax_is_refused(sources, tmp_path):
+    stored = pydicom.dcmread(sources["MONOCHROME2"]).pixel_array
+    with pytest.raises(ValueError, match="Argument transfer_syntax should be None or a lossless syntax"):
+        bio.write_derived_dicom(sources["MONOCHROME2"], stored, tmp_path / "adv.dcm", derivation_description="t",
+                                series_instance_uid=generate_uid(), transfer_syntax=JPEGBaseline8Bit)
+    assert not (tmp_path / "adv.dcm").exists()

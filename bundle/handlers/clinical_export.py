@@ -47,15 +47,19 @@ class ClinicalExporter:
         deidentify: remove patient identity from every DICOM written (PS3.15 basic profile); the source is
             written de-identified beside them so the study stays complete.
         deidentify_secret: key of the UID pseudonyms; fix it to get the same pseudonyms across runs.
+        transfer_syntax: ``None`` writes the adversarial DICOM uncompressed; a lossless syntax UID (RLE,
+            JPEG-LS or JPEG 2000 lossless) compresses it without changing a pixel.
     """
 
     def __init__(self, output_dir: str | Path, class_names: Sequence[str], attack_name: str, bounds: Sequence[float],
                  preprocessing: Callable[[dict], dict], nifti: bool = False, deidentify: bool = False,
-                 deidentify_secret: str | None = None, algorithm_version: str = "0.1.0") -> None:
+                 deidentify_secret: str | None = None, transfer_syntax: str | None = None,
+                 algorithm_version: str = "0.1.0") -> None:
         self.folder = Path(output_dir) / "export"
         self.class_names, self.attack_name, self.bounds = list(class_names), attack_name, tuple(bounds)
         self.preprocessing, self.nifti = preprocessing, nifti
         self.uid_map = UIDMap(deidentify_secret) if deidentify else False
+        self.transfer_syntax = transfer_syntax
         self.algorithm_version = algorithm_version
 
     def attach(self, engine: Engine) -> None:
@@ -96,7 +100,7 @@ class ClinicalExporter:
         description = f"{self.attack_name} adversarial image (research, not for diagnosis)"
         adv_path = write_derived_dicom(source, stored, folder / "adversarial.dcm", series_instance_uid=uid("image"),
                                        derivation_description=f"adversarial perturbation added: {self.attack_name}",
-                                       deidentify=self.uid_map)
+                                       deidentify=self.uid_map, transfer_syntax=self.transfer_syntax)
         for key, what, number in SEG_KINDS:
             write_seg(adv_path if key == "adv_pred" else source, label_to_native(out[key][i], native),
                       folder / f"seg_{key}.dcm", class_names=self.class_names, algorithm_name="bundle U-Net",

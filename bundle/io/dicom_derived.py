@@ -24,9 +24,12 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import (
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
+    JPEGLSLossless,
     JPEGLSNearLossless,
+    RLELossless,
     generate_uid,
 )
 
@@ -71,6 +74,10 @@ def _check_pixels(stored_pixels: object, ds) -> np.ndarray:
     return np.ascontiguousarray(arr.astype(dtype))  # a new array: the caller's stays untouched
 
 
+LOSSLESS_SYNTAXES = {RLELossless: "RLE Lossless", JPEGLSLossless: "JPEG-LS Lossless",
+                     JPEG2000Lossless: "JPEG 2000 Lossless"}
+
+
 def write_derived_dicom(
     source_path: str | os.PathLike,
     stored_pixels: object,
@@ -83,6 +90,7 @@ def write_derived_dicom(
     series_number: int = DERIVED_SERIES_NUMBER,
     instance_number: int = 1,
     deidentify: bool | Callable[[str], str] = False,
+    transfer_syntax: str | None = None,
 ) -> Path:
     """Write ``stored_pixels`` as a DICOM image derived from ``source_path``, atomically.
 
@@ -114,6 +122,8 @@ def write_derived_dicom(
         deidentify: ``False``; ``True`` (process-wide random key) or a :class:`bundle.io.UIDMap` to
             apply :func:`bundle.io.deidentify` to the copied source attributes first (study UID,
             patient and source reference replaced consistently with the other objects of the case).
+        transfer_syntax: ``None`` writes uncompressed; or one of the lossless syntaxes RLE Lossless,
+            JPEG-LS Lossless, JPEG 2000 Lossless (UIDs) to compress the pixels without changing them.
 
     Returns:
         ``out_path`` as a :class:`~pathlib.Path`.
@@ -127,6 +137,9 @@ def write_derived_dicom(
     _dicom.check_uid("series_instance_uid", series_instance_uid)
     _dicom.check_uid("sop_instance_uid", sop_instance_uid, optional=True)
     _dicom.check_series_number(series_number)
+    if transfer_syntax is not None and transfer_syntax not in LOSSLESS_SYNTAXES:
+        raise ValueError(f"Argument transfer_syntax should be None or a lossless syntax {sorted(LOSSLESS_SYNTAXES)} "
+                         f"(a lossy one would change the adversarial pixels), got {transfer_syntax!r}.")
     uid_map = resolve_uid_map(deidentify)
 
     ds = _dicom.read_dataset(source_path)
@@ -173,4 +186,6 @@ def write_derived_dicom(
 
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # decoded pixels are written native
     ds.set_pixel_data(pixels, photometric, int(ds.BitsStored), generate_instance_uid=False)
-    return _dicom.save_dataset(ds, out_path)
+    if transfer_syntax is not None:
+        ds.compress(transfer_syntax, generate_instance_uid=False)
+    return _dicom.save_dataset(ds, out_path, keep_transfer_syntax=transfer_syntax is not None)
