@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bundle.data._convert import add_photo_split_arguments
 from bundle.data.fundus_folder import convert_fundus_folder
 
 LAYOUT = """\
@@ -50,14 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask-pattern", default="{stem}.bmp", help="REFUGE mask name (default {stem}.bmp)")
     parser.add_argument("--min-cup-in-disc", type=float, default=0.99,
                         help="least fraction of cup pixels inside the disc (separate style; default 0.99)")
-    parser.add_argument(
-        "--fractions", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"),
-        help="split fractions, summing to 1 (default 0.7 0.1 0.2)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default 0)")
-    parser.add_argument("--link", choices=("copy", "hardlink"), default="copy",
-                        help="copy the images (default) or hard-link them (same file system, no extra space)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_photo_split_arguments(parser)
     args = parser.parse_args(argv)
     try:
         path = convert_fundus_folder(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bundle.data._convert import add_photo_split_arguments
 from bundle.data.isic import convert_isic
 
 LAYOUT = """\
@@ -33,14 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", required=True, help="folder with the ISIC_*.jpg images")
     parser.add_argument("--masks", required=True, help="folder with the ISIC_*_segmentation.png masks")
     parser.add_argument("--output", required=True, help="dataset folder to write (created if needed)")
-    parser.add_argument(
-        "--fractions", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"),
-        help="split fractions, summing to 1 (default 0.7 0.1 0.2)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default 0)")
-    parser.add_argument("--link", choices=("copy", "hardlink"), default="copy",
-                        help="copy the images (default) or hard-link them (same file system, no extra space)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_photo_split_arguments(parser)
     args = parser.parse_args(argv)
     try:
         path = convert_isic(

@@ -14,6 +14,7 @@ Inputs are only ever opened for reading.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -29,6 +30,7 @@ from bundle._files import atomic_path
 
 __all__ = [
     "CopyMode",
+    "add_photo_split_arguments",
     "OutputLog",
     "check_outputs_free",
     "check_fractions",
@@ -156,3 +158,15 @@ def place_image(src: Path, dst: Path, mode: CopyMode | str = CopyMode.COPY) -> P
             tmp.unlink()
             os.link(src, tmp)
     return dst
+
+
+def add_photo_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options the photograph converters share: split fractions, seed, copy mode, overwrite."""
+    parser.add_argument(
+        "--fractions", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"),
+        help="split fractions, summing to 1 (default 0.7 0.1 0.2)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default 0)")
+    parser.add_argument("--link", choices=("copy", "hardlink"), default="copy",
+                        help="copy the images (default) or hard-link them (same file system, no extra space)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
