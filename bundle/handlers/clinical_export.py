@@ -73,13 +73,11 @@ class ClinicalExporter:
             source = Path(str(sources[i]))
             folder = self.folder / safe_name(case)
             if source.suffix.lower() == ".dcm":
-                path, delta = self._export_dicom(out, i, case, source, folder)
-                spacing = read_xray_dicom(source)[1]["pixel_spacing"]
+                path, delta, spacing = self._export_dicom(out, i, case, source, folder)
                 extra["l2_stored"].append(float(np.linalg.norm(delta)))
                 extra["linf_stored"].append(float(np.abs(delta).max()))
             else:
-                path, delta = self._export_photo(out, i, source, folder)
-                spacing = (1.0, 1.0)
+                path, delta, spacing = self._export_photo(out, i, source, folder)
             # the attack target at native resolution, lossless, for later robustness checks of the file
             write_png(label_to_native(out["target"][i], delta.shape[:2]).astype(np.uint8), folder / "target.png")
             channels = [("", delta)] if delta.ndim == 2 else [(f"_{c}", delta[..., k]) for k, c in enumerate("rgb")]
@@ -90,7 +88,8 @@ class ClinicalExporter:
         metrics = out.setdefault("extra_metrics", {})
         metrics.update({k: torch.as_tensor(v, dtype=torch.float32) for k, v in extra.items() if len(v)})
 
-    def _export_dicom(self, out: dict, i: int, case: str, source: Path, folder: Path) -> tuple[Path, np.ndarray]:
+    def _export_dicom(self, out: dict, i: int, case: str, source: Path, folder: Path) -> tuple[Path, np.ndarray, list]:
+        """Write the case's DICOM objects; return the adversarial file, the stored-unit perturbation, the spacing."""
         stored = perturbation_to_stored(source, out["image"][i], out["adv"][i])
         _, meta = read_xray_dicom(source)
         native = tuple(int(s) for s in meta["spatial_shape"])
@@ -114,16 +113,17 @@ class ClinicalExporter:
         if self.nifti:
             self._write_masks(out, i, folder, native, meta["pixel_spacing"])
             write_nifti(stored, folder / "adversarial.nii.gz", spacing=meta["pixel_spacing"])
-        return adv_path, stored.astype(np.float64) - pydicom.dcmread(source).pixel_array
+        return adv_path, stored.astype(np.float64) - pydicom.dcmread(source).pixel_array, meta["pixel_spacing"]
 
-    def _export_photo(self, out: dict, i: int, source: Path, folder: Path) -> tuple[Path, np.ndarray]:
+    def _export_photo(self, out: dict, i: int, source: Path, folder: Path) -> tuple[Path, np.ndarray, tuple]:
+        """Write the adversarial PNG; return it, the perturbation in 0..255 units and a unit spacing."""
         rgb = photo_perturbation_to_uint8(source, out["image"][i], out["adv"][i])
         path = write_png(rgb, folder / "adversarial.png")
         clean = (read_photo(source)[0] * 255).round()
         if self.nifti:
             self._write_masks(out, i, folder, rgb.shape[:2], (1.0, 1.0))
             write_nifti(rgb.mean(2), folder / "adversarial_gray.nii.gz", spacing=(1.0, 1.0))
-        return path, rgb.astype(np.float64) - clean
+        return path, rgb.astype(np.float64) - clean, (1.0, 1.0)
 
     def _write_masks(self, out: dict, i: int, folder: Path, native: Sequence[int], spacing: Sequence[float]) -> None:
         for key, _, _ in SEG_KINDS:
