@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,9 +11,10 @@ from monai.bundle import ConfigParser
 from monai.utils import look_up_option
 
 from bundle.data import TASKS, ensure_dataset, read_datalist
+from bundle.networks import ARCHITECTURES
 from bundle.targets import derangement
 
-__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "model_file", "model_path", "case_list", "with_swapped_targets", "require_task", "load_weights"]
+__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "model_file", "model_suffix", "model_path", "case_list", "file_list", "with_swapped_targets", "require_task", "load_weights"]
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("target", "surrogate")
@@ -28,19 +30,25 @@ def bundle_config(task: str, files: Sequence[str] = (), bundle_root: str | Path 
     return parser
 
 
-def model_file(bundle_root: str | Path, task: str, variant: str = "target") -> str:
-    """Path of the shipped weights: ``models/<task>.pt`` or ``models/<task>_surrogate.pt``."""
+def model_file(bundle_root: str | Path, task: str, variant: str = "target", architecture: str = "unet") -> str:
+    """Path of the shipped weights: ``models/<task>[_surrogate][_<architecture> unless unet].pt``."""
     task = look_up_option(task, TASKS)
     variant = look_up_option(variant, VARIANTS)
+    architecture = look_up_option(architecture, ARCHITECTURES)
     if variant == "surrogate" and task != "cxr":
         raise ValueError(f"Variant 'surrogate' exists only for task 'cxr' (the black-box setting of Bortsova et al.), "
                          f"got task {task!r}; use variant 'target'.")
-    return str(Path(bundle_root) / "models" / (f"{task}.pt" if variant == "target" else f"{task}_{variant}.pt"))
+    return str(Path(bundle_root) / "models" / f"{task}{model_suffix(variant, architecture)}.pt")
 
 
-def model_path(task: str, variant: str = "target") -> Path:
-    """The shipped weights of ``task`` / ``variant`` inside this repository."""
-    return Path(model_file(BUNDLE_ROOT, task, variant))
+def model_suffix(variant: str = "target", architecture: str = "unet") -> str:
+    """``''`` for the default network, else ``_surrogate`` and/or ``_<architecture>``: names weights and runs."""
+    return ("" if variant == "target" else f"_{variant}") + ("" if architecture == "unet" else f"_{architecture}")
+
+
+def model_path(task: str, variant: str = "target", architecture: str = "unet") -> Path:
+    """The shipped weights of ``task`` / ``variant`` / ``architecture`` inside this repository."""
+    return Path(model_file(BUNDLE_ROOT, task, variant, architecture))
 
 
 def case_list(task: str, dataset_dir: str | Path, split: str, num_cases: int | None = None) -> list[dict]:
@@ -55,6 +63,24 @@ def case_list(task: str, dataset_dir: str | Path, split: str, num_cases: int | N
     if not items:
         raise ValueError(f"Split {split!r} of {dataset_dir} holds no case; check dataset_dir and the datalist.")
     return items
+
+
+def file_list(files: str | Sequence[str], num_cases: int | None = None) -> list[dict]:
+    """Items ``{"image": path}`` of image files given as a list of paths or one glob pattern (sorted).
+
+    Raises ``FileNotFoundError`` naming the first missing file, or the pattern that matched nothing.
+    """
+    if isinstance(files, (str, Path)):
+        paths = sorted(glob.glob(str(files)))
+        if not paths:
+            raise FileNotFoundError(f"Option input_files: pattern {str(files)!r} matches no file; give existing "
+                                    f"image paths or a glob such as 'scans/*.dcm'.")
+    else:
+        paths = [str(p) for p in files]
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Option input_files: {path} does not exist or is not a file.")
+    return [{"image": path} for path in paths[:num_cases]]
 
 
 def with_swapped_targets(items: list[dict], seed: int = 0) -> list[dict]:
