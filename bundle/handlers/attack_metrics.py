@@ -60,7 +60,8 @@ class AttackMetricsWriter:
     Columns: ``case, task, attack, eps, steps, seconds, target_iou`` (the ASMA paper's IoU of the adversarial
     prediction with the target), ``pixel_accuracy`` (with the target), ``l2, linf`` (perturbation in model
     units), ``clean_miou_gt, adv_miou_gt`` (mean foreground IoU with the ground truth), then per class
-    ``iou_<class>`` (adversarial prediction vs target) and ``gt_iou_<class>`` (vs ground truth).
+    ``iou_<class>`` (adversarial prediction vs target), ``gt_iou_<class>`` (vs ground truth) and
+    ``clean_iou_<class>`` (clean prediction vs ground truth, the papers' "no attack" columns).
 
     Args:
         output_dir: folder of ``metrics.csv``, ``summary.csv``, ``summary.md``.
@@ -107,9 +108,11 @@ class AttackMetricsWriter:
             "l2": l2_norm(delta), "linf": linf_norm(delta),
             "clean_miou_gt": mean_iou(clean, label, n), "adv_miou_gt": mean_iou(adv_pred, label, n),
         }
-        to_target, to_truth = class_iou(adv_pred, target, n), class_iou(adv_pred, label, n)
+        to_target, to_truth, clean_to_truth = (class_iou(p, t, n) for p, t in
+                                               ((adv_pred, target), (adv_pred, label), (clean, label)))
         for i, name in enumerate(self.class_names):
             columns[f"iou_{name}"], columns[f"gt_iou_{name}"] = to_target[:, i], to_truth[:, i]
+            columns[f"clean_iou_{name}"] = clean_to_truth[:, i]
         columns.update(out.get("extra_metrics", {}))  # e.g. the round trip through the written files
         columns = {k: v.detach().cpu() for k, v in columns.items()}
         for i, case in enumerate(case_names(out["image"])):
