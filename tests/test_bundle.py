@@ -124,3 +124,40 @@ def test_phantoms_are_generated_split_by_split(tmp_path):
     assert json.loads((folder / "datalist.json").read_text()).keys() == {"test", "validation"}
     assert case_list("dermoscopy", folder, "test", 2) == test and validation[0]["image"].endswith("dermoscopy_0160.jpg")
     assert (folder / "images" / "dermoscopy_0180.jpg").stat().st_mtime_ns == stamp  # existing cases are kept
+
+
+def test_inference_writes_native_size_label_maps_and_a_valid_seg(bundle_root, tiny_datasets, tmp_path):
+    import shutil
+    import subprocess
+
+    import numpy as np
+    import pydicom
+    from PIL import Image
+
+    pattern = str(tiny_datasets["cxr"] / "images" / "*.dcm")
+    wf = _workflow(bundle_root, "cxr", "inference", input_files=pattern, num_cases=2, output_dir=str(tmp_path))
+    wf.run()
+    cases = sorted(p.name for p in tmp_path.iterdir())
+    assert len(cases) == 2
+    for case in cases:
+        source = pydicom.dcmread(sorted(tiny_datasets["cxr"].glob(f"images/{case}.dcm"))[0])
+        label = np.asarray(Image.open(tmp_path / case / "label.png"))
+        assert label.shape == (source.Rows, source.Columns)
+        assert set(np.unique(label)) >= {0, 1, 2, 3}  # the shipped model finds the lungs and the heart
+        seg = pydicom.dcmread(tmp_path / case / "seg.dcm")
+        assert seg.Modality == "SEG" and seg.StudyInstanceUID == source.StudyInstanceUID
+        if shutil.which("dciodvfy"):
+            out = subprocess.run(["dciodvfy", str(tmp_path / case / "seg.dcm")], capture_output=True, text=True)
+            assert not [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+def test_inference_names_a_missing_input_file(bundle_root, tmp_path):
+    with pytest.raises(Exception) as info:
+        _workflow(bundle_root, "fundus", "inference", input_files=[str(tmp_path / "no.png")],
+                  output_dir=str(tmp_path)).run()
+    assert re.search(r"Option input_files: .*no.png does not exist", chain(info.value))
+    with pytest.raises(Exception) as info:
+        _workflow(bundle_root, "fundus", "inference", input_files=str(tmp_path / "*.jpg"),
+                  output_dir=str(tmp_path)).run()
+    assert "matches no file" in chain(info.value)
+    assert list(tmp_path.iterdir()) == []

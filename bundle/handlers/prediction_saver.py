@@ -1,0 +1,61 @@
+"""Ignite handler: the clean segmentation of every case as files, at the source image's own size.
+
+Every case gets ``<output_dir>/<case>/label.png`` (class indices, lossless); a DICOM source also gets
+``seg.dcm``, a DICOM SEG in the source's study that a viewer shows over the radiograph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from ignite.engine import Engine, Events
+from PIL import Image
+
+from bundle._files import safe_name
+from bundle.handlers.attack_metrics import case_names
+from bundle.io import label_to_native, write_png, write_seg
+
+__all__ = ["PredictionSaver"]
+
+
+def native_size(source: Path) -> tuple[int, int]:
+    """``(rows, columns)`` of a DICOM image or a photograph, from its header."""
+    if source.suffix.lower() == ".dcm":
+        ds = pydicom.dcmread(source, stop_before_pixels=True)
+        return int(ds.Rows), int(ds.Columns)
+    with Image.open(source) as im:
+        return im.height, im.width
+
+
+class PredictionSaver:
+    """Write each case's predicted label map (the evaluator's ``pred`` logits, argmax) beside its source's size.
+
+    Args:
+        output_dir: folder of the ``<case>/`` folders.
+        class_names: class names in label order (the SEG's segments).
+        algorithm_version: recorded in the SEG's algorithm identification.
+    """
+
+    def __init__(self, output_dir: str | Path, class_names: Sequence[str], algorithm_version: str = "0.1.0") -> None:
+        self.output_dir = Path(output_dir)
+        self.class_names, self.algorithm_version = list(class_names), algorithm_version
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        out = engine.state.output
+        preds = out["pred"].argmax(1, keepdim=True)
+        sources = out["image"].meta["filename_or_obj"]
+        for i, case in enumerate(case_names(out["image"])):
+            source = Path(str(sources[i]))
+            folder = self.output_dir / safe_name(case)
+            label = label_to_native(preds[i], native_size(source))
+            write_png(label.astype(np.uint8), folder / "label.png")
+            if source.suffix.lower() == ".dcm":
+                write_seg(source, label, folder / "seg.dcm", class_names=self.class_names,
+                          algorithm_name="bundle U-Net", algorithm_version=self.algorithm_version,
+                          series_description="bundle U-Net segmentation")
