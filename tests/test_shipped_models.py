@@ -27,8 +27,8 @@ def test_surrogate_only_for_cxr():
         load_network("fundus", "surrogate")
 
 
-def mean_test_dice(task: str, variant: str = "target") -> dict[str, float]:
-    net = load_network(task, variant)
+def mean_test_dice(task: str, variant: str = "target", architecture: str = "unet") -> dict[str, float]:
+    net = load_network(task, variant, architecture=architecture)
     batch = load_examples(task, "test", n=None)
     with torch.no_grad():
         pred = torch.cat([net(x).argmax(1, keepdim=True) for x in batch["image"].split(8)])
@@ -46,3 +46,12 @@ def test_clean_dice_reaches_the_goal(task):
 def test_surrogate_is_within_two_points_of_the_target():
     target, surrogate = mean_test_dice("cxr"), mean_test_dice("cxr", "surrogate")
     assert {c: round(surrogate[c] - target[c], 4) for c in target if abs(surrogate[c] - target[c]) > 0.02} == {}
+
+
+@pytest.mark.parametrize("architecture, floor", [("attention_unet", 0.70), ("unet_plus_plus", 0.90)])
+def test_other_architectures_load_and_segment(architecture, floor):
+    """The Wang and Xu networks (40 epochs, docs/training.md): every class found, the weakest above its record."""
+    state = torch.load(model_path("cxr", architecture=architecture), map_location="cpu", weights_only=True)
+    assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+    dice = mean_test_dice("cxr", architecture=architecture)
+    assert min(dice.values()) > floor and dice["heart"] > 0.95
