@@ -42,10 +42,11 @@ class Mode:
     eps: tuple[float, ...]
     resize_factors: tuple[float, ...]
     fgsm_eps: tuple[float, ...]
+    asma_steps: int = 500
 
 
 FULL = Mode("full", cases=8, eps=EPS, resize_factors=RESIZE_FACTORS, fgsm_eps=(0.01, 0.04, 0.16))
-QUICK = Mode("quick", cases=2, eps=(0.02, 0.08), resize_factors=(0.6, 1.4), fgsm_eps=(0.04,))
+QUICK = Mode("quick", cases=2, eps=(0.04,), resize_factors=(1.4,), fgsm_eps=(0.04,), asma_steps=200)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Experiment:
 
 def plan(mode: Mode) -> dict[str, list[Experiment]]:
     """The experiments of each results file, in run order; the same experiment may serve several tables."""
-    asma = [Experiment(f"{task}_{variant}", task, ("asma.yaml",), {"attack#variant": variant})
+    asma = [Experiment(f"{task}_{variant}", task, ("asma.yaml",), {"attack#variant": variant, "attack#steps": mode.asma_steps})
             for task in ("fundus", "dermoscopy") for variant in ("ssm", "asm", "asma")]
     heart = []
     for eps in mode.eps:
