@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, UNet
 from monai.utils import look_up_option

@@ -4,7 +4,6 @@ The attack parameters come from the recipes in configs/, so these tests check wh
 """
 
 import pytest
-import torch
 
 from bundle import load_examples, load_network
 from bundle.config import bundle_config

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from ignite.engine import Engine, Events
 
 from bundle._files import atomic_path
