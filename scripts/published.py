@@ -4,6 +4,7 @@ Heart-attack values are IoU x 100; ASMA values are (mean, std) with IoU and pixe
 """
 
 EPS = (0.01, 0.02, 0.04, 0.08, 0.16)
+FGSM_LOSSES = ("ce", "dice", "iou")  # the attack losses Wang and Xu compare (our names)
 RESIZE_FACTORS = (0.4, 0.6, 0.8, 1.2, 1.4, 1.6, 1.8)
 
 # Ozbulak et al. 2019, Table 1: (L2, Linf, IoU, PA), each (mean, std); 572x572 images in [0, 1].

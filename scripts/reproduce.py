@@ -26,11 +26,10 @@ from monai.bundle import run as bundle_run
 from tqdm import tqdm
 
 from bundle.config import BUNDLE_ROOT
-from published import EPS, RESIZE_FACTORS
+from bundle.networks import ARCHITECTURES
+from published import EPS, FGSM_LOSSES, RESIZE_FACTORS
 
 CXR_CLASSES = {"right_lung": 1, "left_lung": 2, "heart": 3, "right_clavicle": 4, "left_clavicle": 5}
-ARCHITECTURES = ("unet", "attention_unet", "unet_plus_plus")
-FGSM_LOSSES = ("ce", "dice", "iou")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,15 +15,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import published as paper  # noqa: E402
-from bundle.networks import build_network  # noqa: E402
+from bundle.networks import ARCHITECTURES, build_network  # noqa: E402
+from published import FGSM_LOSSES  # noqa: E402
 
 Rows = list[dict]
 OTHERS = ("right_lung", "left_lung", "right_clavicle", "left_clavicle")
-FGSM_LOSSES = ("ce", "dice", "iou")
 
 
 def stat(rows: Rows, value: Callable[[dict], float]) -> tuple[float, float]:
@@ -233,6 +233,7 @@ def region_figure(example: dict[str, torch.Tensor], path: Path) -> Path:
 # ---------------------------------------------------------------- Wang and Xu
 
 
+@functools.cache
 def parameter_count(architecture: str) -> int:
     return sum(p.numel() for p in build_network(architecture, 1, 6).parameters())
 
@@ -240,7 +241,7 @@ def parameter_count(architecture: str) -> int:
 def _architectures(runs: dict[str, Rows]) -> dict[str, Rows]:
     """Each architecture with FGSM runs, smallest first, with the rows of one of its runs (for clean values)."""
     found = {}
-    for arch in ("unet", "attention_unet", "unet_plus_plus"):
+    for arch in ARCHITECTURES:
         keys = [k for k in runs if any(k.startswith(f"fgsm_{arch}_{loss}_") for loss in FGSM_LOSSES)]
         if keys:
             found[arch] = runs[keys[0]]
