@@ -3,9 +3,12 @@
     python scripts/attack_sweep.py asma --task fundus --cases 4 --steps 500 asma,1e-3,1e-5 asm,1e-3,1e-5 ssm,1e-3,1e-5
     python scripts/attack_sweep.py pgd --cases 4 heart:small,iou,0.04 heart:large,iou,0.04 untargeted,iou,0.02
     python scripts/attack_sweep.py fgsm --cases 4 heart:small,ce,0.04 untargeted,ce,0.04
+    python scripts/attack_sweep.py pgd --checkpoint outputs/cxr/train_target/model_best.pt heart:small,iou,0.04
 
 ASMA settings are ``variant,beta,tau``; PGD / FGSM settings are ``target,loss,eps[,alpha]`` with target
-``heart:small``, ``heart:large`` or ``untargeted``. Each line printed is one setting's mean over the cases.
+``heart:small``, ``heart:large`` or ``untargeted``. Each line printed is one setting's mean over the cases; PGD /
+FGSM sweeps first print the clean per-class IoU. ``--checkpoint`` attacks a CXR state_dict of your own training
+run instead of the shipped model.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from bundle import load_examples, load_network
 from bundle.attacks import asma, fgsm, pgd
+from bundle.config import bundle_config, load_weights
 from bundle.metrics import class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
 from bundle.targets import heart_symbol_target, swap_targets
 
@@ -36,8 +40,13 @@ def sweep_asma(task: str, cases: int, steps: int, settings: list[str]) -> None:
               f"{time.perf_counter() - start:.0f} s", flush=True)
 
 
-def sweep_cxr(attack: str, cases: int, settings: list[str]) -> None:
-    net, batch = load_network("cxr"), load_examples("cxr", "test", n=cases)
+def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None) -> None:
+    net = load_network("cxr") if checkpoint is None else \
+        load_weights(bundle_config("cxr").get_parsed_content("network_def"), checkpoint).eval()
+    batch = load_examples("cxr", "test", n=cases)
+    with torch.no_grad():
+        clean = net(batch["image"]).argmax(1, keepdim=True)
+    print("clean IoU per class:", ", ".join(f"{v:.3f}" for v in class_iou(clean, batch["label"], 6).mean(0)[1:].tolist()))
     for setting in settings:
         kind, loss, eps, *alpha = setting.split(",")
         eps = float(eps)
@@ -65,12 +74,13 @@ def main() -> None:
     parser.add_argument("--task", default="fundus", choices=["fundus", "dermoscopy"], help="ASMA only")
     parser.add_argument("--cases", type=int, default=4)
     parser.add_argument("--steps", type=int, default=500, help="ASMA only")
+    parser.add_argument("--checkpoint", help="PGD / FGSM only: a CXR state_dict to attack instead of models/cxr.pt")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.attack == "asma":
         sweep_asma(args.task, args.cases, args.steps, args.settings)
     else:
-        sweep_cxr(args.attack, args.cases, args.settings)
+        sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint)
 
 
 if __name__ == "__main__":
