@@ -49,18 +49,20 @@ def recompress(path: Path, folder: Path, jpeg_quality: int, j2k_ratio: float) ->
     return out
 
 
-def target_iou(net, preprocessing, image: Path, target: Path) -> tuple[float, float]:
-    """The paper IoU of the network's prediction on ``image`` with ``target``, and the heart's IoU with it."""
+def target_iou(net, preprocessing, image: Path, target: Path) -> tuple[float, list[float]]:
+    """The paper IoU of the network's prediction on ``image`` with ``target``, and each class's IoU with it."""
     item = preprocessing({"image": str(image), "label": str(target)})
     label = item["label"].as_tensor()[None].long()
     with torch.no_grad():
         logits = net(item["image"].as_tensor()[None])
     pred = logits.argmax(1, keepdim=True)
-    heart = class_iou(pred, label, logits.shape[1])[0, HEART] if logits.shape[1] > HEART else torch.tensor(float("nan"))
-    return float(paper_iou(pred, label)[0]), float(heart)
+    return float(paper_iou(pred, label)[0]), class_iou(pred, label, logits.shape[1])[0].tolist()
 
 
 def measure(run: Path, jpeg_quality: int, j2k_ratio: float) -> list[dict]:
+    if not (run / "metrics.csv").is_file() or not (run / "export").is_dir():
+        raise SystemExit(f"{run} has no metrics.csv and export/ folder; give the output_dir of an attack run made "
+                         f"with configs/export_dicom.yaml (see docs/export.md).")
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     task = rows[0]["task"]
@@ -70,14 +72,19 @@ def measure(run: Path, jpeg_quality: int, j2k_ratio: float) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for row in rows:
             folder = run / "export" / row["case"]
-            written = next(p for p in (folder / "adversarial.png", folder / "adversarial.dcm") if p.is_file())
+            written = next((p for p in (folder / "adversarial.png", folder / "adversarial.dcm") if p.is_file()), None)
+            if written is None or not (folder / "target.png").is_file():
+                raise SystemExit(f"{folder} lacks adversarial.png / adversarial.dcm or target.png (a run without "
+                                 f"export_dicom.yaml, or an older one); rerun the attack with configs/export_dicom.yaml "
+                                 f"into a new output_dir.")
             lossy = recompress(written, Path(tmp), jpeg_quality, j2k_ratio)
-            file, file_heart = target_iou(net, preprocessing, written, folder / "target.png")
-            after, after_heart = target_iou(net, preprocessing, lossy, folder / "target.png")
+            file, file_classes = target_iou(net, preprocessing, written, folder / "target.png")
+            after, after_classes = target_iou(net, preprocessing, lossy, folder / "target.png")
             out.append({"run": run.name, "case": row["case"], "photo": written.suffix == ".png",
                         "in_memory": float(row["target_iou"]), "file": file, "lossy": after})
             if task == "cxr":
-                out[-1].update(heart_in_memory=float(row["iou_heart"]), heart_file=file_heart, heart_lossy=after_heart)
+                out[-1].update(heart_in_memory=float(row["iou_heart"]), heart_file=file_classes[HEART],
+                               heart_lossy=after_classes[HEART])
     return out
 
 
