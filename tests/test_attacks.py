@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bundle.attacks import asma, fgsm, pgd
+from bundle.attacks._utils import predicted_classes
 from bundle.metrics import paper_iou
 
 
@@ -32,6 +33,14 @@ def check_invariants(net, images, res, bounds=(0.0, 1.0), eps=None):
     assert all(p.requires_grad for p in net.parameters())
     with torch.no_grad():
         torch.testing.assert_close(res.pred, net(res.adv).argmax(1, keepdim=True))
+
+
+def test_predicted_classes_is_argmax_with_first_index_on_ties():
+    logits = torch.randn(2, 6, 5, 7, generator=torch.Generator().manual_seed(0))
+    logits[0, :, 0, 0] = 1.0  # a six-way tie: class 0
+    logits[1, 2:5, 1, 1] = 100.0  # a tie of classes 2, 3, 4: class 2
+    torch.testing.assert_close(predicted_classes(logits), logits.argmax(1))
+    assert predicted_classes(logits)[0, 0, 0] == 0 and predicted_classes(logits)[1, 1, 1] == 2
 
 
 @pytest.mark.parametrize("num_classes", [2, 3])
@@ -109,6 +118,19 @@ def test_asma_stops_each_sample_and_keeps_its_best_iterate():
     assert (res.score >= 0.95).all()
     assert res.steps.max() < 300 and len(set(res.steps.tolist())) > 1
     torch.testing.assert_close(res.score, paper_iou(res.pred, target))
+
+
+@pytest.mark.parametrize("attack", ["pgd", "asma"])
+def test_attacks_reach_the_target_under_bfloat16_autocast(attack):
+    net = linear_segmenter(3)
+    images, target = make_case(3, batch=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        if attack == "pgd":
+            res = pgd(net, images, target, eps=0.5, alpha=0.05, steps=40, bounds=(0.0, 1.0))
+        else:
+            res = asma(net, images, target, bounds=(0.0, 1.0), steps=200, beta=0.5, tau=0.01, stop_iou=1.0)
+    assert res.adv.dtype == images.dtype and res.adv.min() >= 0 and res.adv.max() <= 1
+    assert paper_iou(res.pred, target).min() == 1.0
 
 
 @pytest.mark.parametrize("attack", ["asma", "pgd"])

@@ -9,7 +9,7 @@ import torch
 from monai.utils import look_up_option
 
 from bundle.attacks._utils import (AttackResult, check_bounds, check_non_negative, check_steps, check_target_classes,
-                                  index_map, model_guard, still_running, store_rows)
+                                  index_map, model_guard, predicted_classes, still_running, store_rows)
 from bundle.metrics import paper_iou
 
 __all__ = ["asma", "AsmaVariant"]
@@ -79,7 +79,7 @@ def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
         for step in range(steps + 1):
             x.requires_grad_(step < steps)
             logits = model(x)
-            pred = logits.argmax(1)
+            pred = predicted_classes(logits)
             if step == 0:
                 check_target_classes(tgt, logits.shape[1])
             iou = paper_iou(pred, t)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 
 from bundle.attacks._utils import (AttackResult, check_bounds, check_classes, check_non_negative, check_region,
-                                   check_steps, check_target_classes, index_map, model_guard, segmentation_loss,
-                                   still_running, store_rows)
+                                   check_steps, check_target_classes, class_onehot, index_map, model_guard,
+                                   predicted_classes, segmentation_loss, still_running, store_rows)
 from bundle.metrics import paper_iou
 
 __all__ = ["pgd"]
@@ -72,22 +72,24 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
         for step in range(steps + 1):
             x.requires_grad_(step < steps)
             logits = model(x)
-            pred = logits.argmax(1)
             if step == 0:
                 check_target_classes(tgt, logits.shape[1])
                 loss_classes = check_classes(classes, logits.shape[1], loss)
-            iou = paper_iou(pred, t)
+                onehot = class_onehot(t, loss_classes)
+            if step == steps or stop_iou is not None:  # the prediction is needed only to stop and to report
+                pred = predicted_classes(logits)
+                iou = paper_iou(pred, t)
             if step == steps:
                 break
             done = None if stop_iou is None else (iou >= stop_iou if targeted else iou <= stop_iou)
             keep = still_running(done)
             if keep is not None and not keep.any():
                 break
-            per_sample = segmentation_loss(logits, t, loss, loss_classes)
+            per_sample = segmentation_loss(logits, t, loss, loss_classes, onehot)
             (grad,) = torch.autograd.grad(per_sample.sum() if keep is None else per_sample[keep].sum(), x)
             if keep is not None:  # finished samples leave the batch
                 store_rows(out, {"adv": x.detach(), "pred": pred, "score": iou}, active)
-                active, x, grad, origin, t = (v[keep] for v in (active, x, grad, origin, t))
+                active, x, grad, origin, t, onehot = (v[keep] for v in (active, x, grad, origin, t, onehot))
                 mask = None if mask is None else mask[keep]
             direction = grad.sign() if mask is None else grad.sign() * mask
             x = _project(x.detach() + sign * alpha * direction, origin, eps, lo, hi)
