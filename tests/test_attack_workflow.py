@@ -94,6 +94,19 @@ def test_unknown_attack_option_is_named(bundle_root, tiny_datasets, untrained_we
     assert re.search(r"Unknown option 'epss' for attack pgd.*Did you mean 'eps'\?", chain(info.value))
 
 
+def test_attack_runs_under_bfloat16_autocast_and_a_bad_amp_is_named(bundle_root, tiny_datasets, untrained_weights,
+                                                                    tmp_path):
+    args = dict(dataset_dir=str(tiny_datasets["cxr"]), model_file=str(untrained_weights["cxr"]), num_cases=1)
+    run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], output_dir=str(tmp_path / "bf16"), amp="bfloat16", **args,
+               **{"attack#steps": 2})
+    rows = read_rows(tmp_path / "bf16" / "metrics.csv")
+    assert len(rows) == 1 and float(rows[0]["linf"]) <= 0.04 + 1e-6
+    with pytest.raises(Exception) as info:
+        run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], output_dir=str(tmp_path / "bad"), amp="half", **args)
+    assert "Option amp should be one of None, bfloat16, float16, got 'half'" in chain(info.value)
+    assert not (tmp_path / "bad").exists()
+
+
 def _dciodvfy_errors(path):
     result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
     return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]

@@ -13,7 +13,9 @@ from ignite.engine import Engine, Events
 
 from bundle.attacks._utils import AttackResult, model_guard
 
-__all__ = ["AttackHandler"]
+__all__ = ["AttackHandler", "AMP_DTYPES"]
+
+AMP_DTYPES = {None: None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class AttackHandler:
@@ -34,23 +36,29 @@ class AttackHandler:
         make_region: ``make_region(label) -> (B, 1, H, W) bool`` where noise may go, passed as ``region=``.
         attack_network: network the attack's gradients come from; ``None`` = the evaluated network (white box),
             the surrogate for black-box transfer.
+        amp: ``"bfloat16"`` or ``"float16"`` runs the attack's forward and backward passes under
+            ``torch.autocast`` of the images' device (the attack losses stay in float32); ``None`` = float32.
     """
 
     def __init__(self, attack: Callable[..., AttackResult], make_target: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  target_key: str | None = None, make_region: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 attack_network: torch.nn.Module | None = None) -> None:
+                 attack_network: torch.nn.Module | None = None, amp: str | None = None) -> None:
         if not callable(attack):
             raise TypeError(f"Argument attack should be callable (use `_mode_: callable` in the config), got {type(attack)}.")
         if make_target is not None and not callable(make_target):
             raise TypeError(f"Argument make_target should be callable or None, got {type(make_target)}.")
         if make_target is not None and target_key is not None:
             raise ValueError("Arguments make_target and target_key exclude each other; set one of them.")
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"Option amp should be one of {', '.join(map(str, AMP_DTYPES))}, got {amp!r} "
+                             "(e.g. --amp bfloat16).")
         _check_options(attack)
         self.attack = attack
         self.make_target = make_target
         self.target_key = target_key
         self.make_region = make_region
         self.attack_network = attack_network
+        self.amp = amp
 
     def attach(self, engine: Engine) -> None:
         if getattr(engine, "decollate", False) or getattr(engine, "postprocessing", None) is not None:
@@ -68,7 +76,8 @@ class AttackHandler:
             target = label if self.make_target is None else self.make_target(label).to(label.device)
         start = time.perf_counter()
         region = {} if self.make_region is None else {"region": self.make_region(label)}
-        result = self.attack(self.attack_network or network, images, target, **region)
+        with torch.autocast(images.device.type, dtype=AMP_DTYPES[self.amp], enabled=self.amp is not None):
+            result = self.attack(self.attack_network or network, images, target, **region)
         if images.is_cuda:
             torch.cuda.synchronize(images.device)
         seconds = time.perf_counter() - start
