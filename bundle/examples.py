@@ -11,8 +11,11 @@ from bundle.config import BUNDLE_ROOT, bundle_config, case_list
 __all__ = ["load_examples"]
 
 
-def load_examples(task: str, split: str = "test", n: int | None = 8, dataset_dir: str | Path | None = None) -> dict:
+def load_examples(task: str, split: str = "test", n: int | None = 8, dataset_dir: str | Path | None = None,
+                  **overrides) -> dict:
     """The first ``n`` cases of ``split`` through the task's bundle preprocessing, as one batch.
+
+    ``overrides`` replace config values, e.g. ``model_grid=[512, 512]``.
 
     The phantoms are generated into ``data/phantoms/<task>`` first if that folder is empty.
 
@@ -20,7 +23,7 @@ def load_examples(task: str, split: str = "test", n: int | None = 8, dataset_dir
         ``{"image": (B, C, H, W) float in the model domain ([0, 1] photos, [-1, 1] CXR),
         "label": (B, 1, H, W) long, "case": [B names], "image_path": [B paths]}``.
     """
-    parser = bundle_config(task)
+    parser = bundle_config(task, **overrides)
     dataset_dir = Path(dataset_dir) if dataset_dir is not None else BUNDLE_ROOT / "data" / "phantoms" / task
     preprocessing = parser.get_parsed_content("preprocessing")
     items = [preprocessing(item) for item in case_list(task, dataset_dir, split, n)]

@@ -4,6 +4,8 @@
     python scripts/attack_sweep.py pgd --cases 4 heart:small,iou,0.04 heart:large,iou,0.04 untargeted,iou,0.02
     python scripts/attack_sweep.py fgsm --cases 4 heart:small,ce,0.04 untargeted,ce,0.04
     python scripts/attack_sweep.py pgd --checkpoint outputs/cxr/train_target/model_best.pt heart:small,iou,0.04
+    python scripts/attack_sweep.py pgd --checkpoint outputs/cxr512/train_target/model_best.pt --model_grid 512 512 \
+        heart:small,iou,0.04
 
 ASMA settings are ``variant,beta,tau``; PGD / FGSM settings are ``target,loss,eps[,alpha]`` with target
 ``heart:small``, ``heart:large`` or ``untargeted``. Each line printed is one setting's mean over the cases; PGD /
@@ -40,10 +42,11 @@ def sweep_asma(task: str, cases: int, steps: int, settings: list[str]) -> None:
               f"{time.perf_counter() - start:.0f} s", flush=True)
 
 
-def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None) -> None:
+def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None,
+              model_grid: list[int] | None = None) -> None:
     net = load_network("cxr") if checkpoint is None else \
         load_weights(bundle_config("cxr").get_parsed_content("network_def"), checkpoint).eval()
-    batch = load_examples("cxr", "test", n=cases)
+    batch = load_examples("cxr", "test", n=cases, **({} if model_grid is None else {"model_grid": model_grid}))
     with torch.no_grad():
         clean = net(batch["image"]).argmax(1, keepdim=True)
     print("clean IoU per class:", ", ".join(f"{v:.3f}" for v in class_iou(clean, batch["label"], 6).mean(0)[1:].tolist()))
@@ -75,12 +78,13 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=4)
     parser.add_argument("--steps", type=int, default=500, help="ASMA only")
     parser.add_argument("--checkpoint", help="PGD / FGSM only: a CXR state_dict to attack instead of models/cxr.pt")
+    parser.add_argument("--model_grid", type=int, nargs=2, help="PGD / FGSM only: the grid the checkpoint was trained on")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.attack == "asma":
         sweep_asma(args.task, args.cases, args.steps, args.settings)
     else:
-        sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint)
+        sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, args.model_grid)
 
 
 if __name__ == "__main__":
