@@ -43,7 +43,7 @@ def sweep_asma(task: str, cases: int, steps: int, settings: list[str]) -> None:
 
 
 def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None,
-              model_grid: list[int] | None = None) -> None:
+              model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False) -> None:
     net = load_network("cxr") if checkpoint is None else \
         load_weights(bundle_config("cxr").get_parsed_content("network_def"), checkpoint).eval()
     batch = load_examples("cxr", "test", n=cases, **({} if model_grid is None else {"model_grid": model_grid}))
@@ -58,8 +58,9 @@ def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | No
         if attack == "fgsm":
             res = fgsm(net, batch["image"], target, eps=eps, bounds=(-1.0, 1.0), loss=loss, targeted=targeted)
         else:
-            res = pgd(net, batch["image"], target, eps=eps, alpha=float(alpha[0]) if alpha else None, steps=100,
-                      bounds=(-1.0, 1.0), loss=loss, targeted=targeted)
+            res = pgd(net, batch["image"], target, eps=eps, alpha=float(alpha[0]) if alpha else None, steps=steps,
+                      bounds=(-1.0, 1.0), loss=loss, targeted=targeted, random_start=random_start,
+                      generator=torch.Generator().manual_seed(0))
         if targeted:
             heart = class_iou(res.pred, target, 6)[:, 3].mean()
             others = class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean()
@@ -76,15 +77,17 @@ def main() -> None:
     parser.add_argument("settings", nargs="+")
     parser.add_argument("--task", default="fundus", choices=["fundus", "dermoscopy"], help="ASMA only")
     parser.add_argument("--cases", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=500, help="ASMA only")
+    parser.add_argument("--steps", type=int, help="iterations (default 500 for ASMA, 100 for PGD as in the paper)")
+    parser.add_argument("--random_start", action="store_true", help="PGD only: start at a random point of the eps ball")
     parser.add_argument("--checkpoint", help="PGD / FGSM only: a CXR state_dict to attack instead of models/cxr.pt")
     parser.add_argument("--model_grid", type=int, nargs=2, help="PGD / FGSM only: the grid the checkpoint was trained on")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.attack == "asma":
-        sweep_asma(args.task, args.cases, args.steps, args.settings)
+        sweep_asma(args.task, args.cases, args.steps or 500, args.settings)
     else:
-        sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, args.model_grid)
+        sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, args.model_grid, args.steps or 100,
+                  args.random_start)
 
 
 if __name__ == "__main__":
