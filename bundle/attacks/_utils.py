@@ -161,20 +161,22 @@ def check_region(region: torch.Tensor | None, images: torch.Tensor) -> torch.Ten
     return region.to(device=images.device, dtype=images.dtype)
 
 
-def class_onehot(target: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+def class_onehot(target: torch.Tensor, classes: Sequence[int] | torch.Tensor) -> torch.Tensor:
     """``(B, H, W)`` class indices -> ``(B, len(classes), H*W)`` float one-hot of the listed ``classes``."""
-    wanted = torch.tensor(classes, device=target.device)[None, :, None]
+    wanted = torch.as_tensor(classes, device=target.device)[None, :, None]
     return (target.flatten(1)[:, None] == wanted).float()
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, loss: str | Loss, classes: Sequence[int],
-                      onehot: torch.Tensor | None = None, smooth: float = 1e-5) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, loss: str | Loss,
+                      classes: Sequence[int] | torch.Tensor, onehot: torch.Tensor | None = None,
+                      smooth: float = 1e-5) -> torch.Tensor:
     """Per-sample loss ``(B,)`` of ``logits (B, K, H, W)`` against ``target (B, H, W)``; lower = closer.
 
     ``iou``: negative mean soft IoU over ``classes`` (the heart-attack paper's loss); ``dice``: one minus the
     mean soft Dice; ``ce``: pixel-mean cross-entropy over all classes when ``classes`` covers every class,
     else the mean binary cross-entropy of the ``classes`` channels (one class against the rest).
-    ``onehot`` is ``class_onehot(target, classes)``, passed by iterative attacks so that it is built once.
+    Iterative attacks pass ``classes`` as a long tensor on the logits' device and ``onehot`` as
+    ``class_onehot(target, classes)``, so that neither is built (nor copied to the GPU) on every step.
     Computed in float32 whatever the autocast dtype of ``logits``.
     """
     loss = look_up_option(loss, Loss)
@@ -182,7 +184,7 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, loss: str | Lo
     num_classes = logits.shape[1]
     if loss == Loss.CE and len(classes) == num_classes:
         return F.cross_entropy(logits, target, reduction="none").flatten(1).mean(1)
-    probs = logits.softmax(1).index_select(1, torch.tensor(classes, device=logits.device)).flatten(2)
+    probs = logits.softmax(1).index_select(1, torch.as_tensor(classes, device=logits.device)).flatten(2)
     onehot = class_onehot(target, classes) if onehot is None else onehot
     if loss == Loss.CE:
         return F.binary_cross_entropy(probs.clamp(1e-7, 1 - 1e-7), onehot, reduction="none").mean((1, 2))

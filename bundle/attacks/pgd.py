@@ -74,7 +74,7 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
             logits = model(x)
             if step == 0:
                 check_target_classes(tgt, logits.shape[1])
-                loss_classes = check_classes(classes, logits.shape[1], loss)
+                loss_classes = torch.tensor(check_classes(classes, logits.shape[1], loss), device=images.device)
                 onehot = class_onehot(t, loss_classes)
             if step == steps or stop_iou is not None:  # the prediction is needed only to stop and to report
                 pred = predicted_classes(logits)
