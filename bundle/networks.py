@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, UNet
 from monai.utils import look_up_option
@@ -68,20 +70,19 @@ def build_network(architecture: str, in_channels: int, out_channels: int) -> tor
 
 
 def load_network(task: str, variant: str = "target", device: str | torch.device = "cpu",
-                 architecture: str = "unet") -> torch.nn.Module:
+                 architecture: str = "unet", model_file: str | Path | None = None) -> torch.nn.Module:
     """The shipped trained network of ``task`` (``fundus``, ``dermoscopy``, ``cxr``) in eval mode.
 
     The network is built from the task's bundle config, so it is exactly the one the configs train and attack.
     ``variant`` is ``"target"`` or ``"surrogate"`` (the black-box surrogate exists for ``cxr`` only);
-    ``architecture`` one of ``ARCHITECTURES`` (the other two are shipped for ``cxr`` only).
+    ``architecture`` one of ``ARCHITECTURES`` (the other two are shipped for ``cxr`` only); ``model_file`` a
+    state_dict of your own (e.g. a training run's ``model_best.pt``) instead of the shipped weights.
     """
-    from bundle.config import bundle_config, model_path  # local: config parsing imports every layer
+    from bundle.config import bundle_config, load_weights, model_path  # local: config parsing imports every layer
 
-    parser = bundle_config(task, architecture=architecture)
-    path = model_path(task, variant, architecture)
-    if not path.is_file():
+    path = model_path(task, variant, architecture) if model_file is None else Path(model_file)
+    if model_file is None and not path.is_file():
         raise FileNotFoundError(f"No weights for task {task!r}, variant {variant!r}, architecture {architecture!r} "
                                 f"at {path}; train them with the train config or restore the file from the repository.")
-    net = parser.get_parsed_content("network_def")
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return net.to(device).eval()
+    net = bundle_config(task, architecture=architecture).get_parsed_content("network_def")
+    return load_weights(net, path).to(device).eval()

@@ -22,7 +22,6 @@ import torch
 
 from bundle import load_examples, load_network
 from bundle.attacks import asma, fgsm, pgd
-from bundle.config import bundle_config, load_weights
 from bundle.metrics import class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
 from bundle.targets import heart_symbol_target, swap_targets
 
@@ -44,8 +43,7 @@ def sweep_asma(task: str, cases: int, steps: int, settings: list[str]) -> None:
 
 def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None,
               model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False) -> None:
-    net = load_network("cxr") if checkpoint is None else \
-        load_weights(bundle_config("cxr").get_parsed_content("network_def"), checkpoint).eval()
+    net = load_network("cxr", model_file=checkpoint)
     batch = load_examples("cxr", "test", n=cases, **({} if model_grid is None else {"model_grid": model_grid}))
     with torch.no_grad():
         clean = net(batch["image"]).argmax(1, keepdim=True)

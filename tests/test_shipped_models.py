@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bundle import load_examples, load_network
-from bundle.config import BUNDLE_ROOT, bundle_config, load_weights, model_path
+from bundle.config import BUNDLE_ROOT, bundle_config, model_path
 from bundle.metrics import class_dice
 
 # mean Dice over the test split that every foreground class must reach (issue 2)
@@ -20,6 +20,16 @@ def test_every_file_is_a_plain_state_dict(bundle_root):
     generic = torch.load(bundle_root / "models" / "model.pt", weights_only=True)
     cxr = torch.load(model_path("cxr"), weights_only=True)
     assert generic.keys() == cxr.keys() and all(torch.equal(generic[k], cxr[k]) for k in cxr)
+
+
+def test_own_model_file_is_loaded_and_a_wrong_one_named(bundle_root, tmp_path):
+    own = load_network("cxr", model_file=bundle_root / "models" / "cxr.pt")
+    assert not own.training and torch.equal(next(iter(own.state_dict().values())),
+                                            next(iter(load_network("cxr").state_dict().values())))
+    with pytest.raises(ValueError, match=r"Checkpoint .*fundus\.pt does not fit this network"):
+        load_network("cxr", model_file=bundle_root / "models" / "fundus.pt")
+    with pytest.raises(FileNotFoundError, match=r"Checkpoint .*missing\.pt does not exist"):
+        load_network("cxr", model_file=tmp_path / "missing.pt")
 
 
 def test_surrogate_only_for_cxr():
@@ -62,6 +72,6 @@ def test_other_architectures_load_and_segment(architecture, floor):
 def test_the_512_grid_model_segments_at_the_papers_resolution():
     """``models/cxr_grid512.pt``: the bundle's CXR U-Net trained on the heart-attack paper's 512x512 grid
     (docs/training.md), used for the resolution experiment of docs/attacks.md."""
-    net = load_weights(bundle_config("cxr").get_parsed_content("network_def"), BUNDLE_ROOT / "models" / "cxr_grid512.pt")
-    dice = mean_test_dice("cxr", net=net.eval(), model_grid=[512, 512])
+    net = load_network("cxr", model_file=BUNDLE_ROOT / "models" / "cxr_grid512.pt")
+    dice = mean_test_dice("cxr", net=net, model_grid=[512, 512])
     assert {c: round(d, 4) for c, d in dice.items() if d < GOALS["cxr"][c]} == {}
