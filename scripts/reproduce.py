@@ -131,16 +131,18 @@ def read_rows(path: Path, cases: int) -> list[dict]:
 
 
 def region_example(steps: int | None) -> dict[str, torch.Tensor]:
-    """Figure 2 of the heart-attack paper on the first CXR test case: the adversarial image and prediction of
-    "attack all", "heart only", noise restricted to the receptive field and to the heart's bounding box.
+    """Figure 2 of the heart-attack paper on the first CXR test case with the heart-symbol recipe: the adversarial
+    image and prediction of "attack all", "heart only", noise restricted to the receptive field and to the heart's
+    bounding box.
 
     Returns ``{"image", "label", "target", "<setting>_adv", "<setting>_pred"}``, tensors of one case.
     """
     from bundle import load_examples, load_network
-    from bundle.attacks import pgd
+    from bundle.config import bundle_config
     from bundle.targets import heart_symbol_target, structure_region
 
     net, batch = load_network("cxr"), load_examples("cxr", "test", n=1)
+    attack = bundle_config("cxr", ["attack.yaml", "pgd_heart.yaml"]).get_parsed_content("attack")
     image, label = batch["image"], batch["label"]
     target = heart_symbol_target(label, "small")
     example = {"image": image[0], "label": label[0], "target": target[0]}
@@ -150,7 +152,7 @@ def region_example(steps: int | None) -> dict[str, torch.Tensor]:
                 "receptive_field": {"classes": [3], "region": structure_region(label, 3, "receptive_field")},
                 "bbox": {"classes": [3], "region": structure_region(label, 3, "bbox")}}
     for name, options in settings.items():
-        res = pgd(net, image, target, eps=0.04, steps=steps or 100, bounds=(-1.0, 1.0), **options)
+        res = attack(net, image, target, **options, **({} if steps is None else {"steps": steps}))
         example[f"{name}_adv"], example[f"{name}_pred"] = res.adv[0], res.pred[0]
     return example
 
