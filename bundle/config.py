@@ -14,7 +14,7 @@ from bundle.data import TASKS, ensure_dataset, read_datalist
 from bundle.networks import ARCHITECTURES
 from bundle.targets import derangement
 
-__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "model_file", "model_suffix", "model_path", "case_list", "file_list", "with_swapped_targets", "require_task", "load_weights"]
+__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "check_model_grid", "model_file", "model_suffix", "model_path", "case_list", "file_list", "with_swapped_targets", "require_task", "load_weights"]
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("target", "surrogate")
@@ -93,6 +93,17 @@ def with_swapped_targets(items: list[dict], seed: int = 0) -> list[dict]:
         raise ValueError(f"Swapped targets need at least 2 cases, got {len(items)}; raise num_cases.")
     order = derangement(len(items), seed).tolist()
     return [dict(item, target=items[j]["label"]) for item, j in zip(items, order)]
+
+
+def check_model_grid(model_grid: Sequence[int]) -> list[int]:
+    """``model_grid`` as ``[H, W]``, or a ``ValueError`` naming the option: the networks halve the grid four times,
+    so both sides must be positive multiples of 16."""
+    sides = list(model_grid) if isinstance(model_grid, (list, tuple)) else []
+    if len(sides) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 16 == 0
+                                  for v in sides):
+        raise ValueError(f"Option model_grid should be [H, W], two positive multiples of 16 (the U-Nets halve the "
+                         f"grid four times), got {model_grid!r}; e.g. --model_grid \"[512, 512]\".")
+    return sides
 
 
 def require_task(task: str, allowed: Sequence[str] | None, recipe: str) -> None:

@@ -94,6 +94,16 @@ def test_unknown_attack_option_is_named(bundle_root, tiny_datasets, untrained_we
     assert re.search(r"Unknown option 'epss' for attack pgd.*Did you mean 'eps'\?", chain(info.value))
 
 
+@pytest.mark.parametrize("grid", [[500, 500], [256], "256"])
+def test_bad_model_grid_is_named_and_nothing_written(bundle_root, tiny_datasets, untrained_weights, tmp_path, grid):
+    out = tmp_path / "run"
+    with pytest.raises(Exception) as info:
+        run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], dataset_dir=str(tiny_datasets["cxr"]), output_dir=str(out),
+                   model_file=str(untrained_weights["cxr"]), model_grid=grid, **{"attack#steps": 1})
+    assert "Option model_grid should be [H, W], two positive multiples of 16" in chain(info.value)
+    assert not out.exists()
+
+
 def test_attack_runs_under_bfloat16_autocast_and_a_bad_amp_is_named(bundle_root, tiny_datasets, untrained_weights,
                                                                     tmp_path):
     args = dict(dataset_dir=str(tiny_datasets["cxr"]), model_file=str(untrained_weights["cxr"]), num_cases=1)
