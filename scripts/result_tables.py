@@ -58,7 +58,8 @@ def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
 
 def _preamble(title: str, command: str, cases: int, mode, minutes: float, splits: str) -> str:
     return (f"# {title}\n\nWritten by `{command}` on {datetime.date.today().isoformat()} ({mode.name} mode, "
-            f"{minutes:.0f} min for all three results files on this machine). Cases: the first {cases} of {splits}. "
+            f"{minutes:.0f} min on this machine for the runs this invocation made; runs already complete in its "
+            f"outputs folder are reused). Cases: the first {cases} of {splits}. "
             f"Ours: mean ± standard deviation over those cases; the paper's values as published. A `-` marks a "
             f"setting this mode does not run.\n\n")
 
