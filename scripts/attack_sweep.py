@@ -10,7 +10,7 @@
 ASMA settings are ``variant,beta,tau``; PGD / FGSM settings are ``target,loss,eps[,alpha]`` with target
 ``heart:small``, ``heart:large`` or ``untargeted``. Each line printed is one setting's mean over the cases; PGD /
 FGSM sweeps first print the clean per-class IoU. ``--checkpoint`` attacks a CXR state_dict of your own training
-run instead of the shipped model.
+run instead of the shipped model, ``--dataset_dir`` the test split of another CXR dataset folder.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ def sweep_asma(task: str, cases: int, steps: int, settings: list[str]) -> None:
 
 
 def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None,
-              model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False) -> None:
+              model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False,
+              dataset_dir: str | None = None) -> None:
     net = load_network("cxr", model_file=checkpoint)
-    batch = load_examples("cxr", "test", n=cases, **({} if model_grid is None else {"model_grid": model_grid}))
+    overrides = {"model_grid": model_grid, "dataset_dir": dataset_dir}
+    batch = load_examples("cxr", "test", n=cases, **{k: v for k, v in overrides.items() if v is not None})
     with torch.no_grad():
         clean = net(batch["image"]).argmax(1, keepdim=True)
     print("clean IoU per class:", ", ".join(f"{v:.3f}" for v in class_iou(clean, batch["label"], 6).mean(0)[1:].tolist()))
@@ -79,13 +81,15 @@ def main() -> None:
     parser.add_argument("--random_start", action="store_true", help="PGD only: start at a random point of the eps ball")
     parser.add_argument("--checkpoint", help="PGD / FGSM only: a CXR state_dict to attack instead of models/cxr.pt")
     parser.add_argument("--model_grid", type=int, nargs=2, help="PGD / FGSM only: the grid the checkpoint was trained on")
+    parser.add_argument("--dataset_dir", help="PGD / FGSM only: a CXR dataset folder instead of the default phantoms "
+                        "(its test split; e.g. JSRT converted by scripts/convert_jsrt.py)")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.attack == "asma":
         sweep_asma(args.task, args.cases, args.steps or 500, args.settings)
     else:
         sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, args.model_grid, args.steps or 100,
-                  args.random_start)
+                  args.random_start, args.dataset_dir)
 
 
 if __name__ == "__main__":
