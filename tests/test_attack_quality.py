@@ -63,7 +63,7 @@ def test_asma_on_dermoscopy():
 
 
 # Not reached yet (issue 3 stays open): on these 4 cases the shipped CXR model keeps a heart IoU with the
-# symbol of 0.770 (small) and 0.499 (large) after 100 steps at eps 0.04, and a mean IoU of 0.617 with the
+# symbol of 0.774 (small) and 0.532 (large) after 100 steps at eps 0.04, and a mean IoU of 0.617 with the
 # ground truth after untargeted PGD at eps 0.02 (docs/attacks.md). strict: a pass is reported as a failure,
 # so the marker comes off as soon as the goal is met.
 NOT_YET = pytest.mark.xfail(strict=True, reason="issue 3 goal not reached by the shipped CXR model; see docs/attacks.md")
