@@ -70,13 +70,15 @@ def build_network(architecture: str, in_channels: int, out_channels: int) -> tor
 
 
 def load_network(task: str, variant: str = "target", device: str | torch.device = "cpu",
-                 architecture: str = "unet", model_file: str | Path | None = None) -> torch.nn.Module:
+                 architecture: str = "unet", model_file: str | Path | None = None, **overrides) -> torch.nn.Module:
     """The shipped trained network of ``task`` (``fundus``, ``dermoscopy``, ``cxr``) in eval mode.
 
     The network is built from the task's bundle config, so it is exactly the one the configs train and attack.
     ``variant`` is ``"target"`` or ``"surrogate"`` (the black-box surrogate exists for ``cxr`` only);
     ``architecture`` one of ``ARCHITECTURES`` (the other two are shipped for ``cxr`` only); ``model_file`` a
-    state_dict of your own (e.g. a training run's ``model_best.pt``) instead of the shipped weights.
+    state_dict of your own (e.g. a training run's ``model_best.pt``) instead of the shipped weights;
+    ``overrides`` replace config values as on the training command line, e.g.
+    ``network_def="$bundle.networks.build_unet(1, 6, 1)"`` for a run trained with that override.
     """
     from bundle.config import bundle_config, load_weights, model_path  # local: config parsing imports every layer
 
@@ -84,5 +86,5 @@ def load_network(task: str, variant: str = "target", device: str | torch.device 
     if model_file is None and not path.is_file():
         raise FileNotFoundError(f"No weights for task {task!r}, variant {variant!r}, architecture {architecture!r} "
                                 f"at {path}; train them with the train config or restore the file from the repository.")
-    net = bundle_config(task, architecture=architecture).get_parsed_content("network_def")
+    net = bundle_config(task, architecture=architecture, **overrides).get_parsed_content("network_def")
     return load_weights(net, path).to(device).eval()

@@ -10,7 +10,8 @@
 ASMA settings are ``variant,beta,tau``; PGD / FGSM settings are ``target,loss,eps[,alpha]`` with target
 ``heart:small``, ``heart:large`` or ``untargeted``. Each line printed is one setting's mean over the cases; PGD /
 FGSM sweeps first print the clean per-class IoU. ``--checkpoint`` attacks a CXR state_dict of your own training
-run instead of the shipped model, ``--dataset_dir`` the test split of another CXR dataset folder.
+run instead of the shipped model (``--network_def`` when that run overrode the network), ``--dataset_dir`` the
+test split of another CXR dataset folder.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def sweep_asma(task: str, cases: int, steps: int, settings: list[str]) -> None:
 
 def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None,
               model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False,
-              dataset_dir: str | None = None) -> None:
-    net = load_network("cxr", model_file=checkpoint)
+              dataset_dir: str | None = None, network_def: str | None = None) -> None:
+    net = load_network("cxr", model_file=checkpoint, **({} if network_def is None else {"network_def": network_def}))
     overrides = {"model_grid": model_grid, "dataset_dir": dataset_dir}
     batch = load_examples("cxr", "test", n=cases, **{k: v for k, v in overrides.items() if v is not None})
     with torch.no_grad():
@@ -81,6 +82,8 @@ def main() -> None:
     parser.add_argument("--random_start", action="store_true", help="PGD only: start at a random point of the eps ball")
     parser.add_argument("--checkpoint", help="PGD / FGSM only: a CXR state_dict to attack instead of models/cxr.pt")
     parser.add_argument("--model_grid", type=int, nargs=2, help="PGD / FGSM only: the grid the checkpoint was trained on")
+    parser.add_argument("--network_def", help="PGD / FGSM only: the checkpoint's network as its training run "
+                        "overrode it, e.g. '$bundle.networks.build_unet(1, 6, 1)'")
     parser.add_argument("--dataset_dir", help="PGD / FGSM only: a CXR dataset folder instead of the default phantoms "
                         "(its test split; e.g. JSRT converted by scripts/convert_jsrt.py)")
     args = parser.parse_args()
@@ -89,7 +92,7 @@ def main() -> None:
         sweep_asma(args.task, args.cases, args.steps or 500, args.settings)
     else:
         sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, args.model_grid, args.steps or 100,
-                  args.random_start, args.dataset_dir)
+                  args.random_start, args.dataset_dir, args.network_def)
 
 
 if __name__ == "__main__":

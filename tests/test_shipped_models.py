@@ -32,6 +32,19 @@ def test_own_model_file_is_loaded_and_a_wrong_one_named(bundle_root, tmp_path):
         load_network("cxr", model_file=tmp_path / "missing.pt")
 
 
+def test_own_model_file_with_the_network_its_run_trained(tmp_path):
+    """A run trained with ``--network_def`` override is loaded with the same override (and only with it)."""
+    from bundle.networks import build_unet
+
+    ckpt = tmp_path / "rf95.pt"
+    torch.save(build_unet(1, 6, 1).state_dict(), ckpt)
+    expr = "$bundle.networks.build_unet(1, 6, 1)"
+    net = load_network("cxr", model_file=ckpt, network_def=expr)
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in load_network("cxr").parameters())
+    with pytest.raises(ValueError, match=r"Checkpoint .*rf95\.pt does not fit this network"):
+        load_network("cxr", model_file=ckpt)
+
+
 def test_surrogate_only_for_cxr():
     with pytest.raises(ValueError, match="Variant 'surrogate' exists only for task 'cxr'"):
         load_network("fundus", "surrogate")
