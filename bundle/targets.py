@@ -42,9 +42,9 @@ from monai.utils import look_up_option
 __all__ = ["HeartSize", "RegionKind", "derangement", "heart_symbol_target", "resize_target", "structure_region",
            "swap_targets"]
 
-# The paper gives no sizes, but its Table 2 does: at eps 0.16 the predictions fit the symbols (IoU 0.986 small,
-# 0.991 large) and overlap the true heart with IoU 0.344 (small) and 0.418 (large), so those are the symbols'
-# own overlaps with the heart. These fractions give 0.343 and 0.420 on the 20 CXR test phantoms.
+# The paper states no sizes; its Table 2 implies them: at eps 0.16 its predictions fit the symbols (IoU 0.986
+# small, 0.991 large) and overlap the true heart with IoU 0.344 (small) and 0.418 (large), so those are the
+# symbols' own overlaps with the heart. These fractions give 0.343 and 0.420 on the 20 CXR test phantoms.
 SMALL_FRACTION = 0.82  # "small": the symbol's larger side is this fraction of the heart bbox's smaller side
 LARGE_FRACTION = 1.40  # "large": the symbol's larger side is this multiple of the heart bbox's larger side
 _N_VERTICES = 256  # vertices of the polygon that approximates the heart curve
