@@ -123,5 +123,6 @@ def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     try:
         network.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"Checkpoint {path} does not fit this network ({e}); is it the weights of another task?") from e
+        raise ValueError(f"Checkpoint {path} does not fit this network ({e}); is it the weights of another task, or of "
+                         f"a run trained with another architecture or network_def (pass the same option here)?") from e
     return network

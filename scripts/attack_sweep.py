@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from bundle import load_examples, load_network
 from bundle.attacks import asma, fgsm, pgd
+from bundle.data.datalist import DATALIST_NAME
 from bundle.metrics import class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
 from bundle.targets import heart_symbol_target, swap_targets
 
@@ -46,8 +48,8 @@ def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | No
               model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False,
               dataset_dir: str | None = None, network_def: str | None = None) -> None:
     net = load_network("cxr", model_file=checkpoint, **({} if network_def is None else {"network_def": network_def}))
-    overrides = {"model_grid": model_grid, "dataset_dir": dataset_dir}
-    batch = load_examples("cxr", "test", n=cases, **{k: v for k, v in overrides.items() if v is not None})
+    batch = load_examples("cxr", "test", n=cases, dataset_dir=dataset_dir,
+                          **({} if model_grid is None else {"model_grid": model_grid}))
     with torch.no_grad():
         clean = net(batch["image"]).argmax(1, keepdim=True)
     print("clean IoU per class:", ", ".join(f"{v:.3f}" for v in class_iou(clean, batch["label"], 6).mean(0)[1:].tolist()))
@@ -87,6 +89,10 @@ def main() -> None:
     parser.add_argument("--dataset_dir", help="PGD / FGSM only: a CXR dataset folder instead of the default phantoms "
                         "(its test split; e.g. JSRT converted by scripts/convert_jsrt.py)")
     args = parser.parse_args()
+    if args.dataset_dir is not None and not (Path(args.dataset_dir) / DATALIST_NAME).is_file():
+        # load_examples would fill a missing or empty folder with phantoms and measure those
+        parser.error(f"--dataset_dir {args.dataset_dir} has no {DATALIST_NAME}; convert the dataset into it first "
+                     f"(e.g. scripts/convert_jsrt.py), or leave the option out for the shipped phantoms.")
     torch.manual_seed(0)
     if args.attack == "asma":
         sweep_asma(args.task, args.cases, args.steps or 500, args.settings)
