@@ -9,9 +9,11 @@
 
 ASMA settings are ``variant,beta,tau``; PGD / FGSM settings are ``target,loss,eps[,alpha]`` with target
 ``heart:small``, ``heart:large`` or ``untargeted``. Each line printed is one setting's mean over the cases; PGD /
-FGSM sweeps first print the clean per-class IoU. ``--checkpoint`` attacks a CXR state_dict of your own training
-run instead of the shipped model (``--network_def`` when that run overrode the network), ``--dataset_dir`` the
-test split of another CXR dataset folder.
+FGSM sweeps first print the clean per-class IoU and the heart - lung contrast (the intensity step an eps is
+measured against). ``--checkpoint`` attacks a CXR state_dict of your own training run instead of the shipped model
+(``--network_def`` when that run overrode the network), ``--dataset_dir`` the test split of another CXR dataset
+folder, ``--model_range`` a run trained with another model domain than [-1, 1] (its
+``--dicom_xray_loading#4#b_min`` / ``b_max``; the attack is then bounded by that range).
 """
 
 from __future__ import annotations
@@ -44,25 +46,42 @@ def sweep_asma(task: str, cases: int, steps: int, settings: list[str]) -> None:
               f"{time.perf_counter() - start:.0f} s", flush=True)
 
 
+def heart_lung_contrast(image: torch.Tensor, label: torch.Tensor) -> float:
+    """Mean over cases of median(heart) - median(lungs) in model units: the scale an eps is measured against.
+
+    ``image`` ``(B, 1, H, W)`` in the model domain, ``label`` ``(B, 1, H, W)`` with lungs 1, 2 and heart 3.
+    """
+    steps = [image[i][label[i] == 3].median() - image[i][(label[i] == 1) | (label[i] == 2)].median()
+             for i in range(image.shape[0])]
+    return torch.stack(steps).mean().item()
+
+
+def loading_overrides(model_range: tuple[float, float], model_grid: list[int] | None = None) -> dict:
+    """Config overrides that load the CXR test cases as a checkpoint trained on that model domain and grid saw them."""
+    overrides = {"dicom_xray_loading#4#b_min": model_range[0], "dicom_xray_loading#4#b_max": model_range[1]}
+    return overrides if model_grid is None else {**overrides, "model_grid": model_grid}
+
+
 def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None,
               model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False,
-              dataset_dir: str | None = None, network_def: str | None = None) -> None:
+              dataset_dir: str | None = None, network_def: str | None = None,
+              model_range: tuple[float, float] = (-1.0, 1.0)) -> None:
     net = load_network("cxr", model_file=checkpoint, **({} if network_def is None else {"network_def": network_def}))
-    batch = load_examples("cxr", "test", n=cases, dataset_dir=dataset_dir,
-                          **({} if model_grid is None else {"model_grid": model_grid}))
+    batch = load_examples("cxr", "test", n=cases, dataset_dir=dataset_dir, **loading_overrides(model_range, model_grid))
     with torch.no_grad():
         clean = net(batch["image"]).argmax(1, keepdim=True)
     print("clean IoU per class:", ", ".join(f"{v:.3f}" for v in class_iou(clean, batch["label"], 6).mean(0)[1:].tolist()))
+    print(f"heart - lung contrast: {heart_lung_contrast(batch['image'], batch['label']):.3f} model units")
     for setting in settings:
         kind, loss, eps, *alpha = setting.split(",")
         eps = float(eps)
         targeted = kind != "untargeted"
         target = heart_symbol_target(batch["label"], kind.split(":")[1]) if targeted else batch["label"]
         if attack == "fgsm":
-            res = fgsm(net, batch["image"], target, eps=eps, bounds=(-1.0, 1.0), loss=loss, targeted=targeted)
+            res = fgsm(net, batch["image"], target, eps=eps, bounds=model_range, loss=loss, targeted=targeted)
         else:
             res = pgd(net, batch["image"], target, eps=eps, alpha=float(alpha[0]) if alpha else None, steps=steps,
-                      bounds=(-1.0, 1.0), loss=loss, targeted=targeted, random_start=random_start,
+                      bounds=model_range, loss=loss, targeted=targeted, random_start=random_start,
                       generator=torch.Generator().manual_seed(0))
         if targeted:
             heart = class_iou(res.pred, target, 6)[:, 3].mean()
@@ -88,6 +107,9 @@ def main() -> None:
                         "overrode it, e.g. '$bundle.networks.build_unet(1, 6, 1)'")
     parser.add_argument("--dataset_dir", help="PGD / FGSM only: a CXR dataset folder instead of the default phantoms "
                         "(its test split; e.g. JSRT converted by scripts/convert_jsrt.py)")
+    parser.add_argument("--model_range", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LO", "HI"),
+                        help="PGD / FGSM only: the model domain the checkpoint was trained on, if not [-1, 1] (its run's "
+                        "--dicom_xray_loading#4#b_min / b_max); also the attack's bounds")
     args = parser.parse_args()
     if args.dataset_dir is not None and not (Path(args.dataset_dir) / DATALIST_NAME).is_file():
         # load_examples would fill a missing or empty folder with phantoms and measure those
@@ -98,7 +120,7 @@ def main() -> None:
         sweep_asma(args.task, args.cases, args.steps or 500, args.settings)
     else:
         sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, args.model_grid, args.steps or 100,
-                  args.random_start, args.dataset_dir, args.network_def)
+                  args.random_start, args.dataset_dir, args.network_def, tuple(args.model_range))
 
 
 if __name__ == "__main__":
