@@ -115,6 +115,9 @@ def main() -> None:
         # load_examples would fill a missing or empty folder with phantoms and measure those
         parser.error(f"--dataset_dir {args.dataset_dir} has no {DATALIST_NAME}; convert the dataset into it first "
                      f"(e.g. scripts/convert_jsrt.py), or leave the option out for the shipped phantoms.")
+    if args.model_range[0] >= args.model_range[1]:
+        parser.error(f"--model_range {args.model_range[0]:g} {args.model_range[1]:g} is empty; give the low bound "
+                     f"first, e.g. --model_range -0.25 0.25.")
     torch.manual_seed(0)
     if args.attack == "asma":
         sweep_asma(args.task, args.cases, args.steps or 500, args.settings)

@@ -34,9 +34,19 @@ def test_model_range_reaches_the_loading_transform(tiny_datasets):
     assert torch.allclose(quarter, default / 4, atol=1e-6)
 
 
+def run_sweep(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BUNDLE_ROOT / "scripts" / "attack_sweep.py"), "pgd", *args],
+                          capture_output=True, text=True)
+
+
 def test_dataset_dir_without_datalist_is_refused_and_left_empty(tmp_path):
-    result = subprocess.run([sys.executable, str(BUNDLE_ROOT / "scripts" / "attack_sweep.py"), "pgd",
-                             "--dataset_dir", str(tmp_path), "untargeted,iou,0.02"], capture_output=True, text=True)
+    result = run_sweep("--dataset_dir", str(tmp_path), "untargeted,iou,0.02")
     assert result.returncode == 2
     assert f"--dataset_dir {tmp_path} has no datalist.json" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reversed_model_range_is_refused():
+    result = run_sweep("--model_range", "0.25", "-0.25", "untargeted,iou,0.02")
+    assert result.returncode == 2
+    assert "--model_range 0.25 -0.25 is empty; give the low bound first" in result.stderr
