@@ -8,12 +8,14 @@
         heart:small,iou,0.04
 
 ASMA settings are ``variant,beta,tau``; PGD / FGSM settings are ``target,loss,eps[,alpha]`` with target
-``heart:small``, ``heart:large`` or ``untargeted``. Each line printed is one setting's mean over the cases; PGD /
-FGSM sweeps first print the clean per-class IoU and the heart - lung contrast (the intensity step an eps is
-measured against). ``--checkpoint`` attacks a CXR state_dict of your own training run instead of the shipped model
-(``--network_def`` when that run overrode the network), ``--dataset_dir`` the test split of another CXR dataset
-folder, ``--model_range`` a run trained with another model domain than [-1, 1] (its
-``--dicom_xray_loading#4#b_min`` / ``b_max``; the attack is then bounded by that range).
+``heart:small``, ``heart:large`` or ``untargeted``. Each line printed is one setting's mean over the cases; a
+heart symbol's other structures are scored against their target, the ground truth outside the symbol, as in the
+paper's Table 3 (the large symbol takes lung pixels), and against the ground truth; PGD / FGSM sweeps first print
+the clean per-class IoU and the heart - lung contrast (the intensity step an eps is measured against).
+``--checkpoint`` attacks a CXR state_dict of your own training run instead of the shipped model (``--network_def``
+when that run overrode the network), ``--dataset_dir`` the test split of another CXR dataset folder,
+``--model_range`` a run trained with another model domain than [-1, 1] (its ``--dicom_xray_loading#4#b_min`` /
+``b_max``; the attack is then bounded by that range).
 """
 
 from __future__ import annotations
@@ -84,10 +86,10 @@ def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | No
                       bounds=model_range, loss=loss, targeted=targeted, random_start=random_start,
                       generator=torch.Generator().manual_seed(0))
         if targeted:
-            heart = class_iou(res.pred, target, 6)[:, 3].mean()
-            others = class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean()
-            print(f"{attack} {setting}: heart IoU with the symbol {heart:.4f}, other structures' IoU with ground "
-                  f"truth {others:.4f}", flush=True)
+            iou = class_iou(res.pred, target, 6)
+            truth = class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean()
+            print(f"{attack} {setting}: heart IoU with the symbol {iou[:, 3].mean():.4f}, other structures' IoU with "
+                  f"their target {iou[:, [1, 2, 4, 5]].mean():.4f} (with the ground truth {truth:.4f})", flush=True)
         else:
             print(f"{attack} {setting}: mean IoU with ground truth {mean_iou(res.pred, batch['label'], 6).mean():.4f}",
                   flush=True)

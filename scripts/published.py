@@ -34,7 +34,7 @@ HEART_TABLE2 = {
 }
 HEART_TABLE2_CLEAN = 87.3
 
-# Table 3: mean IoU x 100 of the four other structures with their target (= ground truth).
+# Table 3: mean IoU x 100 of the four other structures with their target (the ground truth outside the symbol).
 HEART_TABLE3 = {
     ("small", "white-box"): (98.9, 99.5, 99.7, 99.8, 99.8),
     ("small", "black-box"): (92.9, 93.6, 94.5, 93.1, 74.6),

@@ -131,7 +131,8 @@ def heart_markdown(runs: dict[str, Rows], preamble: str, figures: Sequence[str])
             lines += _eps_rows(runs, lambda e, s=size, b=box[0] + "b": f"heart_{s}_{b}_eps{e}", others_iou,
                                paper.HEART_TABLE3[(size, box)], f"{size}, {box}")
     text += [f"## Table 3: heart-symbol attacks, the other structures\n\nMean IoU x 100 of the four other "
-             f"structures with their target (= ground truth). Clean: ours "
+             f"structures with their target, the ground truth outside the symbol (the large one takes lung "
+             f"pixels). Clean: ours "
              f"{cell(any_rows, lambda r: others_iou(r, 'clean_iou_'))}, paper {paper.HEART_TABLE3_CLEAN}.\n\n",
              _table(eps_header, lines), "\n"]
 

@@ -63,7 +63,8 @@ def test_asma_on_dermoscopy():
 
 
 # Not reached yet (issue 3 stays open): on these 4 cases the shipped CXR model keeps a heart IoU with the
-# symbol of 0.774 (small) and 0.532 (large) after 100 steps at eps 0.04, and a mean IoU of 0.617 with the
+# symbol of 0.774 (small) and 0.532 (large) after 100 steps at eps 0.04, keeps the other structures' IoU with
+# their target at 0.879 for the large symbol (the lungs do not give way to it), and a mean IoU of 0.617 with the
 # ground truth after untargeted PGD at eps 0.02 (docs/attacks.md). strict: a pass is reported as a failure,
 # so the marker comes off as soon as the goal is met.
 NOT_YET = pytest.mark.xfail(strict=True, reason="issue 3 goal not reached by the shipped CXR model; see docs/attacks.md")
@@ -88,12 +89,14 @@ def heart_attacks(cxr):
     return out
 
 
-@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize("size", ["small", pytest.param("large", marks=NOT_YET)])
 def test_heart_symbol_pgd_keeps_the_other_structures(cxr, heart_attacks, size):
+    """Scored as the paper's Table 3: against their target, the ground truth outside the symbol. Against the
+    ground truth itself a perfect large-symbol attack could not pass (0.877 here: the symbol takes lung pixels)."""
     _, batch = cxr
-    _, res = heart_attacks[size]
+    target, res = heart_attacks[size]
     assert (res.adv - batch["image"]).abs().max() <= 0.04 + 1e-6
-    assert class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean() >= 0.98  # lungs, clavicles
+    assert class_iou(res.pred, target, 6)[:, [1, 2, 4, 5]].mean() >= 0.98  # lungs, clavicles
 
 
 @NOT_YET
