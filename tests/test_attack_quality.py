@@ -89,13 +89,18 @@ def heart_attacks(cxr):
     return out
 
 
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_heart_symbol_pgd_stays_in_the_eps_ball(cxr, heart_attacks, size):
+    _, batch = cxr
+    _, res = heart_attacks[size]
+    assert (res.adv - batch["image"]).abs().max() <= 0.04 + 1e-6
+
+
 @pytest.mark.parametrize("size", ["small", pytest.param("large", marks=NOT_YET)])
-def test_heart_symbol_pgd_keeps_the_other_structures(cxr, heart_attacks, size):
+def test_heart_symbol_pgd_keeps_the_other_structures(heart_attacks, size):
     """Scored as the paper's Table 3: against their target, the ground truth outside the symbol. Against the
     ground truth itself a perfect large-symbol attack could not pass (0.877 here: the symbol takes lung pixels)."""
-    _, batch = cxr
     target, res = heart_attacks[size]
-    assert (res.adv - batch["image"]).abs().max() <= 0.04 + 1e-6
     assert class_iou(res.pred, target, 6)[:, [1, 2, 4, 5]].mean() >= 0.98  # lungs, clavicles
 
 
