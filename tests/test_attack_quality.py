@@ -70,13 +70,15 @@ def test_asma_on_dermoscopy():
 NOT_YET = pytest.mark.xfail(strict=True, reason="issue 3 goal not reached by the shipped CXR model; see docs/attacks.md")
 
 
-@pytest.mark.parametrize("size, paper", [("small", 0.344), ("large", 0.418)])
-def test_heart_symbols_overlap_the_heart_as_the_papers_do(size, paper):
+@pytest.mark.parametrize("size, paper, others", [("small", 0.344, 1.0), ("large", 0.418, 0.902)])
+def test_heart_symbols_overlap_the_heart_as_the_papers_do(size, paper, others):
     """The symbols' IoU with the true heart on the 20 test phantoms is the paper's (Table 2, eps 0.16,
-    where its predictions fit the symbols): a symbol of another size would be a different attack."""
+    where its predictions fit the symbols): a symbol of another size would be a different attack. The large
+    one takes lung pixels, so the other structures' target is not their ground truth (docs/attacks.md)."""
     label = load_examples("cxr", "test", n=20)["label"]
-    overlap = class_iou(heart_symbol_target(label, size), label, 6)[:, 3].mean()
-    assert overlap == pytest.approx(paper, abs=0.01)
+    iou = class_iou(heart_symbol_target(label, size), label, 6)
+    assert iou[:, 3].mean() == pytest.approx(paper, abs=0.01)
+    assert iou[:, [1, 2, 4, 5]].mean() == pytest.approx(others, abs=0.005)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def test_heart_symbol_pgd_stays_in_the_eps_ball(cxr, heart_attacks, size):
 @pytest.mark.parametrize("size", ["small", pytest.param("large", marks=NOT_YET)])
 def test_heart_symbol_pgd_keeps_the_other_structures(heart_attacks, size):
     """Scored as the paper's Table 3: against their target, the ground truth outside the symbol. Against the
-    ground truth itself a perfect large-symbol attack could not pass (0.877 here: the symbol takes lung pixels)."""
+    ground truth itself a perfect large-symbol attack could not pass (0.902: the symbol takes lung pixels)."""
     target, res = heart_attacks[size]
     assert class_iou(res.pred, target, 6)[:, [1, 2, 4, 5]].mean() >= 0.98  # lungs, clavicles
 
