@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from bundle.data import TASKS, ensure_dataset, read_datalist
 from bundle.networks import ARCHITECTURES
 from bundle.targets import derangement
 
-__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "check_model_grid", "model_file", "model_suffix", "model_path", "case_list", "file_list", "with_swapped_targets", "require_task", "load_weights"]
+__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "file_list", "with_swapped_targets", "require_task", "load_weights"]
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("target", "surrogate")
@@ -104,6 +105,18 @@ def check_model_grid(model_grid: Sequence[int]) -> list[int]:
         raise ValueError(f"Option model_grid should be [H, W], two positive multiples of 16 (the U-Nets halve the "
                          f"grid four times), got {model_grid!r}; e.g. --model_grid \"[512, 512]\".")
     return sides
+
+
+def check_intensity_bounds(intensity_bounds: Sequence[float]) -> list[float]:
+    """``intensity_bounds`` as ``[low, high]``, or a ``ValueError`` naming the option: the model domain the loading maps
+    the display range [0, 1] onto, the attacks clip to and the export maps back from, so ``low < high``."""
+    pair = list(intensity_bounds) if isinstance(intensity_bounds, (list, tuple)) else []
+    if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                 for v in pair) or pair[0] >= pair[1]:
+        raise ValueError(f"Option intensity_bounds should be [low, high], two finite numbers with low < high (the "
+                         f"model domain the display range [0, 1] is mapped onto), got {intensity_bounds!r}; e.g. "
+                         f"--intensity_bounds \"[-0.5, 0.5]\".")
+    return [float(v) for v in pair]
 
 
 def require_task(task: str, allowed: Sequence[str] | None, recipe: str) -> None:

@@ -20,7 +20,7 @@ def load_examples(task: str, split: str = "test", n: int | None = 8, dataset_dir
     The phantoms are generated into ``data/phantoms/<task>`` first if that folder is empty.
 
     Returns:
-        ``{"image": (B, C, H, W) float in the model domain ([0, 1] photos, [-1, 1] CXR),
+        ``{"image": (B, C, H, W) float in the model domain (``intensity_bounds``: [0, 1] photos, [-1, 1] CXR),
         "label": (B, 1, H, W) long, "case": [B names], "image_path": [B paths]}``.
     """
     parser = bundle_config(task, **overrides)

@@ -14,20 +14,22 @@ paper's Table 3 (the large symbol takes lung pixels), and against the ground tru
 the clean per-class IoU and the heart - lung contrast (the intensity step an eps is measured against).
 ``--checkpoint`` attacks a CXR state_dict of your own training run instead of the shipped model (``--network_def``
 when that run overrode the network), ``--dataset_dir`` the test split of another CXR dataset folder,
-``--model_range`` a run trained with another model domain than [-1, 1] (its ``--dicom_xray_loading#4#b_min`` /
-``b_max``; the attack is then bounded by that range).
+``--intensity_bounds`` a run trained with another model domain than [-1, 1] (its ``--intensity_bounds``; the attack
+is then bounded by that range).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from bundle import load_examples, load_network
 from bundle.attacks import asma, fgsm, pgd
+from bundle.config import check_intensity_bounds
 from bundle.data.datalist import DATALIST_NAME
 from bundle.metrics import class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
 from bundle.targets import heart_symbol_target, swap_targets
@@ -58,18 +60,13 @@ def heart_lung_contrast(image: torch.Tensor, label: torch.Tensor) -> float:
     return torch.stack(steps).mean().item()
 
 
-def loading_overrides(model_range: tuple[float, float], model_grid: list[int] | None = None) -> dict:
-    """Config overrides that load the CXR test cases as a checkpoint trained on that model domain and grid saw them."""
-    overrides = {"dicom_xray_loading#4#b_min": model_range[0], "dicom_xray_loading#4#b_max": model_range[1]}
-    return overrides if model_grid is None else {**overrides, "model_grid": model_grid}
-
-
 def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None,
               model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False,
               dataset_dir: str | None = None, network_def: str | None = None,
-              model_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+              intensity_bounds: Sequence[float] = (-1.0, 1.0)) -> None:
     net = load_network("cxr", model_file=checkpoint, **({} if network_def is None else {"network_def": network_def}))
-    batch = load_examples("cxr", "test", n=cases, dataset_dir=dataset_dir, **loading_overrides(model_range, model_grid))
+    overrides = {"intensity_bounds": list(intensity_bounds)} | ({} if model_grid is None else {"model_grid": model_grid})
+    batch = load_examples("cxr", "test", n=cases, dataset_dir=dataset_dir, **overrides)
     with torch.no_grad():
         clean = net(batch["image"]).argmax(1, keepdim=True)
     print("clean IoU per class:", ", ".join(f"{v:.3f}" for v in class_iou(clean, batch["label"], 6).mean(0)[1:].tolist()))
@@ -80,10 +77,10 @@ def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | No
         targeted = kind != "untargeted"
         target = heart_symbol_target(batch["label"], kind.split(":")[1]) if targeted else batch["label"]
         if attack == "fgsm":
-            res = fgsm(net, batch["image"], target, eps=eps, bounds=model_range, loss=loss, targeted=targeted)
+            res = fgsm(net, batch["image"], target, eps=eps, bounds=intensity_bounds, loss=loss, targeted=targeted)
         else:
             res = pgd(net, batch["image"], target, eps=eps, alpha=float(alpha[0]) if alpha else None, steps=steps,
-                      bounds=model_range, loss=loss, targeted=targeted, random_start=random_start,
+                      bounds=intensity_bounds, loss=loss, targeted=targeted, random_start=random_start,
                       generator=torch.Generator().manual_seed(0))
         if targeted:
             iou = class_iou(res.pred, target, 6)
@@ -109,23 +106,24 @@ def main() -> None:
                         "overrode it, e.g. '$bundle.networks.build_unet(1, 6, 1)'")
     parser.add_argument("--dataset_dir", help="PGD / FGSM only: a CXR dataset folder instead of the default phantoms "
                         "(its test split; e.g. JSRT converted by scripts/convert_jsrt.py)")
-    parser.add_argument("--model_range", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LO", "HI"),
+    parser.add_argument("--intensity_bounds", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LOW", "HIGH"),
                         help="PGD / FGSM only: the model domain the checkpoint was trained on, if not [-1, 1] (its run's "
-                        "--dicom_xray_loading#4#b_min / b_max); also the attack's bounds")
+                        "--intensity_bounds); also the attack's bounds")
     args = parser.parse_args()
     if args.dataset_dir is not None and not (Path(args.dataset_dir) / DATALIST_NAME).is_file():
         # load_examples would fill a missing or empty folder with phantoms and measure those
         parser.error(f"--dataset_dir {args.dataset_dir} has no {DATALIST_NAME}; convert the dataset into it first "
                      f"(e.g. scripts/convert_jsrt.py), or leave the option out for the shipped phantoms.")
-    if args.model_range[0] >= args.model_range[1]:
-        parser.error(f"--model_range {args.model_range[0]:g} {args.model_range[1]:g} is empty; give the low bound "
-                     f"first, e.g. --model_range -0.25 0.25.")
+    try:
+        intensity_bounds = check_intensity_bounds(args.intensity_bounds)
+    except ValueError as error:
+        parser.error(str(error))
     torch.manual_seed(0)
     if args.attack == "asma":
         sweep_asma(args.task, args.cases, args.steps or 500, args.settings)
     else:
         sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, args.model_grid, args.steps or 100,
-                  args.random_start, args.dataset_dir, args.network_def, tuple(args.model_range))
+                  args.random_start, args.dataset_dir, args.network_def, intensity_bounds)
 
 
 if __name__ == "__main__":

@@ -94,13 +94,21 @@ def test_unknown_attack_option_is_named(bundle_root, tiny_datasets, untrained_we
     assert re.search(r"Unknown option 'epss' for attack pgd.*Did you mean 'eps'\?", chain(info.value))
 
 
-@pytest.mark.parametrize("grid", [[500, 500], [256], "256"])
-def test_bad_model_grid_is_named_and_nothing_written(bundle_root, tiny_datasets, untrained_weights, tmp_path, grid):
+BAD_DOMAIN_OPTIONS = [("model_grid", value, "Option model_grid should be [H, W], two positive multiples of 16")
+                      for value in ([500, 500], [256], "256")]
+BAD_DOMAIN_OPTIONS += [("intensity_bounds", value,
+                        "Option intensity_bounds should be [low, high], two finite numbers with low < high")
+                       for value in ([0.25, -0.25], [-1.0], "[-1, 1]")]
+
+
+@pytest.mark.parametrize("option, value, message", BAD_DOMAIN_OPTIONS)
+def test_bad_model_domain_is_named_and_nothing_written(bundle_root, tiny_datasets, untrained_weights, tmp_path,
+                                                       option, value, message):
     out = tmp_path / "run"
     with pytest.raises(Exception) as info:
         run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], dataset_dir=str(tiny_datasets["cxr"]), output_dir=str(out),
-                   model_file=str(untrained_weights["cxr"]), model_grid=grid, **{"attack#steps": 1})
-    assert "Option model_grid should be [H, W], two positive multiples of 16" in chain(info.value)
+                   model_file=str(untrained_weights["cxr"]), **{option: value, "attack#steps": 1})
+    assert message in chain(info.value)
     assert not out.exists()
 
 
@@ -140,6 +148,21 @@ def test_dicom_export_passes_the_validator_and_round_trips(bundle_root, tiny_dat
     assert adv.StudyInstanceUID == pydicom.dcmread(folder / "source.dcm").StudyInstanceUID
     row = read_rows(tmp_path / "metrics.csv")[0]
     assert 0.0 <= float(row["roundtrip_target_iou"]) <= 1.0 and float(row["linf_stored"]) > 0
+
+
+def test_export_keeps_the_perturbation_of_a_narrower_model_domain(bundle_root, tiny_datasets, untrained_weights,
+                                                                   tmp_path):
+    """With --intensity_bounds "[-0.25, 0.25]" the written DICOM, read back by the same run's preprocessing, differs
+    from its source by the attack's L-infinity norm in model units (a default-scale export would give a quarter)."""
+    bounds = [-0.25, 0.25]
+    run_attack(bundle_root, "cxr", ["pgd_heart.yaml", "export_dicom.yaml"], dataset_dir=str(tiny_datasets["cxr"]),
+               output_dir=str(tmp_path), model_file=str(untrained_weights["cxr"]), num_cases=1,
+               intensity_bounds=bounds, **{"attack#steps": 4})
+    read = bundle_config("cxr", intensity_bounds=bounds).get_parsed_content("preprocessing")
+    source = read({"image": str(tiny_datasets["cxr"] / "images" / "cxr_0006.dcm")})["image"]
+    adv = read({"image": str(tmp_path / "export" / "cxr_0006" / "adversarial.dcm")})["image"]
+    linf = float(read_rows(tmp_path / "metrics.csv")[0]["linf"])
+    assert linf > 0.005 and float((adv - source).abs().max()) == pytest.approx(linf, abs=5e-4)
 
 
 def test_photo_export_writes_lossless_png(bundle_root, tiny_datasets, untrained_weights, tmp_path):

@@ -104,6 +104,18 @@ def test_bad_num_cases_and_task_names(tiny_datasets):
         bundle_config("fundos")
 
 
+@pytest.mark.parametrize("task, bounds", [("cxr", [-0.25, 0.25]), ("fundus", [-1.0, 1.0])])
+def test_intensity_bounds_is_the_model_domain_the_loading_maps_onto(tiny_datasets, task, bounds):
+    """--intensity_bounds moves the image into another model domain (display [0, 1] -> [low, high]) for every task."""
+    from bundle import load_examples
+
+    default = load_examples(task, "test", n=1, dataset_dir=tiny_datasets[task])["image"]
+    low, high = bundle_config(task).get_parsed_content("intensity_bounds_checked")
+    moved = load_examples(task, "test", n=1, dataset_dir=tiny_datasets[task], intensity_bounds=bounds)["image"]
+    display = (default - low) / (high - low)
+    assert torch.allclose(moved, bounds[0] + (bounds[1] - bounds[0]) * display, atol=1e-6)
+
+
 def test_foreign_folder_is_not_filled_with_phantoms(tmp_path):
     from bundle.data import ensure_dataset
 

@@ -89,10 +89,11 @@ def _compressed_copy(source: Path, out: Path, syntax) -> Path:
     return out
 
 
-def _to_model(path: Path) -> torch.Tensor:
-    """The CXR preprocessing of the configs: read_xray_dicom, Resized(mode="area"), 2 * x - 1."""
+def _to_model(path: Path, bounds: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
+    """The CXR preprocessing of the configs: read_xray_dicom, Resized(mode="area"), display [0, 1] -> ``bounds``."""
     image, _ = read_xray_dicom(path)
-    return Resize(MODEL, mode="area")(torch.from_numpy(image)[None]) * 2.0 - 1.0
+    low, high = bounds
+    return low + (high - low) * Resize(MODEL, mode="area")(torch.from_numpy(image)[None])
 
 
 def _labels(seed: int) -> np.ndarray:
@@ -192,6 +193,24 @@ def test_perturbation_survives_the_file_within_rounding(written, key):
     two_stored_units = 2.0 / abs(bio.stored_units_per_model_unit(meta))
     assert float((back - clean).abs().max()) > 0.02  # the perturbation is there ...
     assert float((back - adv).abs().max()) < two_stored_units  # ... and equal to the in-memory one
+
+
+@pytest.mark.parametrize("photometric", PHOTOMETRICS)
+def test_perturbation_in_a_narrower_model_domain_survives_the_file(sources, tmp_path, photometric):
+    """A run with --intensity_bounds "[-0.25, 0.25]" sees a quarter of the contrast: the same model-unit perturbation
+    is four times as many stored units, and reads back as itself through that run's preprocessing."""
+    bounds = (-0.25, 0.25)
+    clean = _to_model(sources[photometric], bounds)
+    adv = clean + 0.01 * torch.sign(torch.randn(clean.shape, generator=torch.Generator().manual_seed(2)))
+    stored = bio.perturbation_to_stored(sources[photometric], clean, adv, bounds=bounds)
+    path = bio.write_derived_dicom(sources[photometric], stored, tmp_path / "a.dcm", derivation_description="narrow",
+                                   series_instance_uid=generate_uid())
+    _, meta = read_xray_dicom(path)
+    factor = bio.stored_units_per_model_unit(meta, bounds)
+    assert factor == pytest.approx(4 * bio.stored_units_per_model_unit(meta))
+    assert float((_to_model(path, bounds) - adv).abs().max()) < 2.0 / abs(factor)
+    with pytest.raises(ValueError, match=r"Argument bounds should be \(low, high\) of the model domain with low < high"):
+        bio.perturbation_to_stored(sources[photometric], clean, adv, bounds=(0.25, -0.25))
 
 
 def test_bilinear_mode_reproduces_a_smooth_perturbation(sources, tmp_path):

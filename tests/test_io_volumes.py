@@ -140,6 +140,16 @@ def test_photo_perturbation_survives_a_lossless_png(tmp_path):
     np.testing.assert_array_equal(unchanged, np.asarray(read_photo(src)[0] * 255).round().astype(np.uint8))
 
 
+def test_photo_perturbation_in_a_wider_model_domain_survives_a_lossless_png(tmp_path):
+    """With --intensity_bounds "[-1, 1]" a model unit is half a display unit, and the file keeps that scale."""
+    src = _photo(tmp_path)
+    clean = 2 * _photo_model(src) - 1
+    adv = clean + 0.06 * torch.sign(torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)))
+    rgb = bio.photo_perturbation_to_uint8(src, clean, adv, bounds=(-1.0, 1.0))
+    back = 2 * _photo_model(bio.write_png(rgb, tmp_path / "adv.png")) - 1
+    assert float((back - adv).abs().max()) < 2.0 / 255
+
+
 def test_photo_to_uint8_resized_to_native_round_trips(tmp_path):
     adv = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
     small = bio.photo_to_uint8(adv)

@@ -41,7 +41,7 @@ class ClinicalExporter:
         output_dir: run folder.
         class_names: class names in label order.
         attack_name: named in the derivation description and the series descriptions.
-        bounds: ``(low, high)`` of the model domain (overlay display).
+        bounds: ``(low, high)`` of the model domain: overlay display, and the perturbation's scale in file units.
         preprocessing: the run's preprocessing (file -> model input), used to read the written files back.
         nifti: also write the adversarial image and the three masks as NIfTI.
         deidentify: remove patient identity from every DICOM written (PS3.15 basic profile); the source is
@@ -90,7 +90,7 @@ class ClinicalExporter:
 
     def _export_dicom(self, out: dict, i: int, case: str, source: Path, folder: Path) -> tuple[Path, np.ndarray, list]:
         """Write the case's DICOM objects; return the adversarial file, the stored-unit perturbation, the spacing."""
-        stored = perturbation_to_stored(source, out["image"][i], out["adv"][i])
+        stored = perturbation_to_stored(source, out["image"][i], out["adv"][i], bounds=self.bounds)
         _, meta = read_xray_dicom(source)
         native = tuple(int(s) for s in meta["spatial_shape"])
         uid = lambda kind: generate_uid(entropy_srcs=[self.attack_name, case, kind])  # noqa: E731
@@ -117,7 +117,7 @@ class ClinicalExporter:
 
     def _export_photo(self, out: dict, i: int, source: Path, folder: Path) -> tuple[Path, np.ndarray, tuple]:
         """Write the adversarial PNG; return it, the perturbation in 0..255 units and a unit spacing."""
-        rgb = photo_perturbation_to_uint8(source, out["image"][i], out["adv"][i])
+        rgb = photo_perturbation_to_uint8(source, out["image"][i], out["adv"][i], bounds=self.bounds)
         path = write_png(rgb, folder / "adversarial.png")
         clean = (read_photo(source)[0] * 255).round()
         if self.nifti:

@@ -1,16 +1,17 @@
 """From the model grid back to the file: perturbations as stored DICOM values, photographs as uint8.
 
 The attack works on the model grid in model units; files hold integers at native resolution. The CXR
-preprocessing (``bundle.transforms.read_xray_dicom`` + MONAI ``Resized(mode="area")`` + ``2 * x - 1``)
-is, per pixel and inside the VOI window, affine in the stored value:
+preprocessing (``bundle.transforms.read_xray_dicom`` + MONAI ``Resized(mode="area")`` + the map of the
+display range onto the model domain ``bounds = (low, high)``, the configs' ``intensity_bounds``) is, per
+pixel and inside the VOI window, affine in the stored value:
 
     value   = stored * slope + intercept                    (modality LUT)
     display = (value - voi_lo) / (voi_hi - voi_lo)           (linear VOI window; 1 - display for MONOCHROME1)
-    model   = 2 * display - 1
+    model   = low + (high - low) * display                   ([-1, 1] by default: 2 * display - 1)
 
 so a model-domain perturbation ``adv - clean`` maps back to stored units by one factor,
-``+-(voi_hi - voi_lo) / (2 * slope)`` (minus for MONOCHROME1), after being brought from the model grid to
-the native grid. Two ways to bring it there:
+``+-(voi_hi - voi_lo) / ((high - low) * slope)`` (minus for MONOCHROME1), after being brought from the
+model grid to the native grid. Photographs are stored as ``round(255 * display)``. Two ways to bring it there:
 
 * ``"area_inverse"`` (default): an exact right inverse of the area (adaptive average pooling) resize
   the preprocessing applies, built per axis (the pseudo-inverse, or a local inverse where that has
@@ -131,19 +132,28 @@ def _stored_range(ds: pydicom.Dataset) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
-def stored_units_per_model_unit(meta: dict) -> float:
-    """Signed factor from model units (``[-1, 1]`` scale) to stored units, from ``read_xray_dicom``'s meta.
+def _span(bounds: Sequence[float]) -> float:
+    """``high - low`` of a model domain ``(low, high)``; a ``ValueError`` unless ``low < high``, both finite."""
+    low, high = (float(v) for v in bounds)
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"Argument bounds should be (low, high) of the model domain with low < high, got {bounds!r}.")
+    return high - low
 
-    ``(voi_hi - voi_lo) / (2 * slope)``, negative for MONOCHROME1 (bright model values are low stored values).
+
+def stored_units_per_model_unit(meta: dict, bounds: Sequence[float] = (-1.0, 1.0)) -> float:
+    """Signed factor from model units to stored units, from ``read_xray_dicom``'s meta and the model domain.
+
+    ``(voi_hi - voi_lo) / ((high - low) * slope)`` for ``bounds = (low, high)``, negative for MONOCHROME1
+    (bright model values are low stored values).
     """
     slope = float(meta["rescale"][0])
     lo, hi = (float(v) for v in meta["voi_range"])
-    factor = (hi - lo) / (2.0 * slope)
+    factor = (hi - lo) / (_span(bounds) * slope)
     return -factor if meta["photometric"] == "MONOCHROME1" else factor
 
 
 def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: object, *,
-                           upsample: str = "area_inverse") -> np.ndarray:
+                           bounds: Sequence[float] = (-1.0, 1.0), upsample: str = "area_inverse") -> np.ndarray:
     """The adversarial stored pixel array of a DICOM radiograph, at native resolution, dtype and bit depth.
 
     ``clip(round(source_stored + delta_stored), stored range)`` where ``delta_stored`` is ``adv - clean``
@@ -155,7 +165,8 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
         source_path: the DICOM the clean image was read from (grayscale, single frame, as accepted by
             :func:`bundle.transforms.read_xray_dicom`).
         clean, adv: the clean and adversarial model inputs, tensors or arrays of shape ``(1, h, w)`` or
-            ``(h, w)`` on the model grid, model domain ``[-1, 1]``. Not modified.
+            ``(h, w)`` on the model grid, in the model domain ``bounds``. Not modified.
+        bounds: ``(low, high)`` the preprocessing mapped the display range [0, 1] onto (``intensity_bounds``).
         upsample: ``"area_inverse"`` (default, exact inverse of the area resize) or ``"bilinear"``.
 
     Returns:
@@ -163,7 +174,7 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
         Bits Stored / Pixel Representation, ready for :func:`bundle.io.write_derived_dicom`.
 
     Raises:
-        ValueError: shapes differ or are not ``(1, h, w)``, values not finite, unsupported source.
+        ValueError: shapes differ or are not ``(1, h, w)``, values not finite, empty bounds, unsupported source.
     """
     clean_arr, adv_arr = _as_array(clean, "clean", 1), _as_array(adv, "adv", 1)
     if clean_arr.shape != adv_arr.shape:
@@ -174,7 +185,7 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
     stored = ds.pixel_array
     delta = upsample_to(adv_arr - clean_arr, stored.shape, upsample)[0]
     lo, hi = _stored_range(ds)
-    out = np.rint(stored.astype(np.float64) + delta * stored_units_per_model_unit(meta))
+    out = np.rint(stored.astype(np.float64) + delta * stored_units_per_model_unit(meta, bounds))
     return np.clip(out, lo, hi).astype(stored.dtype)
 
 
@@ -199,7 +210,7 @@ def photo_to_uint8(adv: object, size: Sequence[int] | None = None, *, upsample: 
 
 
 def photo_perturbation_to_uint8(source_path: str | os.PathLike, clean: object, adv: object, *,
-                                upsample: str = "area_inverse") -> np.ndarray:
+                                bounds: Sequence[float] = (0.0, 1.0), upsample: str = "area_inverse") -> np.ndarray:
     """The adversarial photograph at native resolution: the source photo plus the upsampled perturbation.
 
     Keeps the native detail of the source (unlike resizing ``adv`` itself) and, with the default
@@ -208,7 +219,8 @@ def photo_perturbation_to_uint8(source_path: str | os.PathLike, clean: object, a
 
     Args:
         source_path: the PNG / JPEG the clean image was read from (:func:`bundle.transforms.read_photo`).
-        clean, adv: ``(3, h, w)`` tensors or arrays in ``[0, 1]`` on the model grid. Not modified.
+        clean, adv: ``(3, h, w)`` tensors or arrays on the model grid, in the model domain ``bounds``. Not modified.
+        bounds: ``(low, high)`` the preprocessing mapped the display range [0, 1] onto (``intensity_bounds``).
         upsample: ``"area_inverse"`` (default) or ``"bilinear"``.
 
     Returns:
@@ -221,7 +233,7 @@ def photo_perturbation_to_uint8(source_path: str | os.PathLike, clean: object, a
     rgb, _ = read_photo(source_path)
     source = np.rint(rgb.astype(np.float64) * 255.0)  # read_photo divides uint8 by 255: exact inverse
     delta = upsample_to(adv_arr - clean_arr, rgb.shape[:2], upsample).transpose(1, 2, 0)
-    return np.clip(np.rint(source + 255.0 * delta), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(source + 255.0 / _span(bounds) * delta), 0, 255).astype(np.uint8)
 
 
 def label_to_native(label: object, size: Sequence[int]) -> np.ndarray:
