@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["class_dice", "class_iou", "mean_iou", "paper_iou", "pixel_accuracy", "l2_norm", "linf_norm"]
+__all__ = ["class_dice", "class_iou", "mean_iou", "paper_iou", "pixel_accuracy", "l2_norm", "linf_norm",
+           "heart_lung_contrast"]
 
 
 def _index_map(label: torch.Tensor) -> torch.Tensor:
@@ -76,3 +77,21 @@ def l2_norm(delta: torch.Tensor) -> torch.Tensor:
 def linf_norm(delta: torch.Tensor) -> torch.Tensor:
     """Largest absolute change of each sample's perturbation ``(B, ...)`` -> ``(B,)``."""
     return delta.detach().flatten(1).float().abs().amax(dim=1)
+
+
+def heart_lung_contrast(image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """median(heart) - median(lungs) of each chest X-ray, ``(B,)`` in the image's units.
+
+    The intensity step an eps is measured against (an eps in model units is a different fraction of the anatomy's
+    contrast on different data). ``image`` ``(B, 1, H, W)``; ``label`` ``(B, 1, H, W)`` with lungs 1 and 2, heart 3.
+    """
+    if image.shape[0] != label.shape[0] or image.shape[-2:] != label.shape[-2:]:
+        raise ValueError(f"Arguments image {tuple(image.shape)} and label {tuple(label.shape)} should have the same "
+                         f"batch size and grid.")
+    steps = []
+    for img, lab in zip(image, label):
+        heart, lungs = img[lab == 3], img[(lab == 1) | (lab == 2)]
+        if heart.numel() == 0 or lungs.numel() == 0:
+            raise ValueError("Argument label should mark both lungs (1, 2) and the heart (3) in every sample.")
+        steps.append(heart.median() - lungs.median())
+    return torch.stack(steps).float()

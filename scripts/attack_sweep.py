@@ -31,7 +31,7 @@ from bundle import load_examples, load_network
 from bundle.attacks import asma, fgsm, pgd
 from bundle.config import check_intensity_bounds
 from bundle.data.datalist import DATALIST_NAME
-from bundle.metrics import class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
+from bundle.metrics import class_iou, heart_lung_contrast, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
 from bundle.targets import heart_symbol_target, swap_targets
 
 
@@ -50,16 +50,6 @@ def sweep_asma(task: str, cases: int, steps: int, settings: list[str]) -> None:
               f"{time.perf_counter() - start:.0f} s", flush=True)
 
 
-def heart_lung_contrast(image: torch.Tensor, label: torch.Tensor) -> float:
-    """Mean over cases of median(heart) - median(lungs) in model units: the scale an eps is measured against.
-
-    ``image`` ``(B, 1, H, W)`` in the model domain, ``label`` ``(B, 1, H, W)`` with lungs 1, 2 and heart 3.
-    """
-    steps = [image[i][label[i] == 3].median() - image[i][(label[i] == 1) | (label[i] == 2)].median()
-             for i in range(image.shape[0])]
-    return torch.stack(steps).mean().item()
-
-
 def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None,
               model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False,
               dataset_dir: str | None = None, network_def: str | None = None,
@@ -70,7 +60,7 @@ def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | No
     with torch.no_grad():
         clean = net(batch["image"]).argmax(1, keepdim=True)
     print("clean IoU per class:", ", ".join(f"{v:.3f}" for v in class_iou(clean, batch["label"], 6).mean(0)[1:].tolist()))
-    print(f"heart - lung contrast: {heart_lung_contrast(batch['image'], batch['label']):.3f} model units")
+    print(f"heart - lung contrast: {heart_lung_contrast(batch['image'], batch['label']).mean():.3f} model units")
     for setting in settings:
         kind, loss, eps, *alpha = setting.split(",")
         eps = float(eps)

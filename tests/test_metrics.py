@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from bundle.metrics import class_dice, class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
+from bundle.metrics import (class_dice, class_iou, heart_lung_contrast, l2_norm, linf_norm, mean_iou, paper_iou,
+                            pixel_accuracy)
 
 PRED = torch.tensor([[[[0, 1], [2, 2]]]])
 GT = torch.tensor([[[[0, 1], [2, 0]]]])
@@ -41,3 +42,17 @@ def test_norms_per_sample():
 def test_label_shape_error():
     with pytest.raises(ValueError, match=r"Argument label should have one channel"):
         class_iou(torch.zeros(1, 2, 4, 4, dtype=torch.long), GT, 3)
+
+
+def test_heart_lung_contrast_is_the_step_between_the_medians_per_sample():
+    label = torch.zeros(2, 1, 8, 8, dtype=torch.long)
+    label[:, :, :4, :4], label[:, :, :4, 4:], label[:, :, 4:, 2:6] = 1, 2, 3
+    image = torch.full((2, 1, 8, 8), 0.9)
+    image[label == 1], image[label == 2] = -0.3, -0.3
+    image[label == 3] = 0.5
+    image[1] *= 0.5
+    image[0, 0, 0, 0] = -1.0  # one outlier moves a mean, not a median
+    torch.testing.assert_close(heart_lung_contrast(image, label), torch.tensor([0.8, 0.4]))
+    label[1][label[1] == 3] = 0
+    with pytest.raises(ValueError, match=r"should mark both lungs \(1, 2\) and the heart \(3\) in every sample"):
+        heart_lung_contrast(image, label)
