@@ -29,7 +29,7 @@ import torch
 
 from bundle import load_examples, load_network
 from bundle.attacks import asma, fgsm, pgd
-from bundle.config import check_intensity_bounds
+from bundle.config import check_intensity_bounds, check_model_grid
 from bundle.data.datalist import DATALIST_NAME
 from bundle.metrics import class_iou, heart_lung_contrast, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
 from bundle.targets import heart_symbol_target, swap_targets
@@ -106,13 +106,14 @@ def main() -> None:
                      f"(e.g. scripts/convert_jsrt.py), or leave the option out for the shipped phantoms.")
     try:
         intensity_bounds = check_intensity_bounds(args.intensity_bounds)
+        model_grid = None if args.model_grid is None else check_model_grid(args.model_grid)
     except ValueError as error:
         parser.error(str(error))
     torch.manual_seed(0)
     if args.attack == "asma":
         sweep_asma(args.task, args.cases, args.steps or 500, args.settings)
     else:
-        sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, args.model_grid, args.steps or 100,
+        sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, model_grid, args.steps or 100,
                   args.random_start, args.dataset_dir, args.network_def, intensity_bounds)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from bundle.config import bundle_config
+from bundle.config import bundle_config, check_model_grid
 from bundle.metrics import heart_lung_contrast
 
 LUNG, HEART = 1, 3  # cxr class values
@@ -79,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the grid the radiograph is resized to, as the cxr task's model_grid (default 256 256)")
     parser.add_argument("--figure", type=Path, help="write the image with the boxes drawn on it to this PNG")
     args = parser.parse_args(argv)
+    if args.figure is not None and not args.figure.parent.is_dir():
+        parser.error(f"--figure {args.figure}: folder {args.figure.parent} does not exist; create it or pick another path.")
     try:
         lungs = [check_box(box, "--lung") for box in args.lung]
         heart = check_box(args.heart, "--heart")
-        image = load_model_image(args.radiograph, args.model_grid)
+        image = load_model_image(args.radiograph, check_model_grid(args.model_grid))
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     label = box_label(tuple(image.shape[-2:]), lungs, heart)

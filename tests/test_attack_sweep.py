@@ -24,3 +24,9 @@ def test_reversed_intensity_bounds_are_refused(tmp_path):
     result = run_sweep("--intensity_bounds", "0.25", "-0.25", "untargeted,iou,0.02")
     assert result.returncode == 2
     assert "Option intensity_bounds should be [low, high], two finite numbers with low < high" in result.stderr
+
+
+def test_a_grid_the_u_nets_cannot_halve_is_refused():
+    result = run_sweep("--model_grid", "500", "500", "untargeted,iou,0.02")
+    assert result.returncode == 2
+    assert "Option model_grid should be [H, W], two positive multiples of 16" in result.stderr

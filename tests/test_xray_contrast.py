@@ -58,3 +58,14 @@ def test_a_file_that_is_not_dicom_is_named(tmp_path, capsys):
         xray_contrast.main([str(bad), *BOXES])
     assert f"{bad} is not a readable DICOM image" in capsys.readouterr().err
     assert bad.read_text() == "not a radiograph"
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--model_grid", "500", "500"], "Option model_grid should be [H, W], two positive multiples of 16"),
+    (["--figure", "missing/boxes.png"], "does not exist; create it or pick another path"),
+])
+def test_a_bad_grid_or_figure_folder_is_named_before_anything_is_read(radiograph, capsys, option, message):
+    with pytest.raises(SystemExit) as info:
+        xray_contrast.main([str(radiograph), *BOXES, *option])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
