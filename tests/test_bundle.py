@@ -79,6 +79,15 @@ def test_train_then_evaluate_tiny(bundle_root, tiny_datasets, tmp_path, task):
     assert f"dice_{names[1]}" in summary
 
 
+@pytest.mark.parametrize("variant, architecture, prefix", [("target", "unet", "clean_target_"),
+                                                          ("surrogate", "unet", "clean_surrogate_"),
+                                                          ("target", "attention_unet", "clean_target_attention_unet_")])
+def test_clean_evaluations_of_different_networks_do_not_overwrite_each_other(variant, architecture, prefix):
+    parser = bundle_config("cxr", ["evaluate.yaml"])
+    parser.update({"variant": variant, "architecture": architecture})
+    assert parser.get_parsed_content("segmentation_metrics_writer#prefix") == prefix
+
+
 def test_surrogate_splits_follow_the_paper(tiny_datasets):
     data = json.loads((tiny_datasets["cxr"] / "datalist.json").read_text())
     train, val = {d["image"] for d in data["training"]}, {d["image"] for d in data["validation"]}
