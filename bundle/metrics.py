@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["class_dice", "class_iou", "mean_iou", "paper_iou", "pixel_accuracy", "l2_norm", "linf_norm",
-           "heart_lung_contrast"]
+           "heart_lung_contrast", "errors_at_outline"]
 
 
 def _index_map(label: torch.Tensor) -> torch.Tensor:
@@ -95,3 +95,23 @@ def heart_lung_contrast(image: torch.Tensor, label: torch.Tensor) -> torch.Tenso
             raise ValueError("Argument label should mark both lungs (1, 2) and the heart (3) in every sample.")
         steps.append(heart.median() - lungs.median())
     return torch.stack(steps).float()
+
+
+def errors_at_outline(pred: torch.Tensor, target: torch.Tensor, cls: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where a prediction of class ``cls`` misses its target: on the target's outline or inside the shape.
+
+    ``pred`` and ``target`` ``(B, 1, H, W)`` integer maps. Returns ``(wrong, share)``, both ``(B,)``: the pixels
+    where ``pred == cls`` and ``target == cls`` disagree, and the fraction of them within one pixel (8-neighbourhood)
+    of the target region's outline (0 where none is wrong). A share near 1 means the shape is drawn and only its
+    last pixel of outline is off.
+    """
+    if pred.shape != target.shape or pred.ndim != 4:
+        raise ValueError(f"Arguments pred {tuple(pred.shape)} and target {tuple(target.shape)} should be (B, 1, H, W) "
+                         f"maps of the same shape.")
+    region = (target == cls).float()
+    grown = torch.nn.functional.max_pool2d(region, 3, 1, 1).bool()
+    shrunk = ~torch.nn.functional.max_pool2d(1 - region, 3, 1, 1).bool()
+    wrong = (pred == cls) ^ region.bool()
+    count = wrong.flatten(1).sum(1)
+    near = (wrong & grown & ~shrunk).flatten(1).sum(1)
+    return count.float(), near.float() / count.clamp(min=1)

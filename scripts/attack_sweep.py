@@ -10,7 +10,8 @@
 ASMA settings are ``variant,beta,tau``; PGD / FGSM settings are ``target,loss,eps[,alpha]`` with target
 ``heart:small``, ``heart:large`` or ``untargeted``. Each line printed is one setting's mean over the cases; a
 heart symbol's other structures are scored against their target, the ground truth outside the symbol, as in the
-paper's Table 3 (the large symbol takes lung pixels), and against the ground truth; PGD / FGSM sweeps first print
+paper's Table 3 (the large symbol takes lung pixels), and against the ground truth, and the heart's wrong pixels
+are counted with the share of them within one pixel of the symbol's outline; PGD / FGSM sweeps first print
 the clean per-class IoU and the heart - lung contrast (the intensity step an eps is measured against).
 ``--checkpoint`` attacks a CXR state_dict of your own training run instead of the shipped model (``--network_def``
 when that run overrode the network), ``--dataset_dir`` the test split of another CXR dataset folder,
@@ -31,7 +32,8 @@ from bundle import load_examples, load_network
 from bundle.attacks import asma, fgsm, pgd
 from bundle.config import check_intensity_bounds, check_model_grid
 from bundle.data.datalist import DATALIST_NAME
-from bundle.metrics import class_iou, heart_lung_contrast, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
+from bundle.metrics import (class_iou, errors_at_outline, heart_lung_contrast, l2_norm, linf_norm, mean_iou, paper_iou,
+                            pixel_accuracy)
 from bundle.targets import heart_symbol_target, swap_targets
 
 
@@ -75,8 +77,10 @@ def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | No
         if targeted:
             iou = class_iou(res.pred, target, 6)
             truth = class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean()
+            wrong, share = errors_at_outline(res.pred, target, 3)
             print(f"{attack} {setting}: heart IoU with the symbol {iou[:, 3].mean():.4f}, other structures' IoU with "
-                  f"their target {iou[:, [1, 2, 4, 5]].mean():.4f} (with the ground truth {truth:.4f})", flush=True)
+                  f"their target {iou[:, [1, 2, 4, 5]].mean():.4f} (with the ground truth {truth:.4f}); heart wrong in "
+                  f"{wrong.mean():.0f} pixels per case, {share.mean():.0%} of them on the symbol's outline", flush=True)
         else:
             print(f"{attack} {setting}: mean IoU with ground truth {mean_iou(res.pred, batch['label'], 6).mean():.4f}",
                   flush=True)

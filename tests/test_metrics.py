@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bundle.metrics import (class_dice, class_iou, heart_lung_contrast, l2_norm, linf_norm, mean_iou, paper_iou,
-                            pixel_accuracy)
+from bundle.metrics import (class_dice, class_iou, errors_at_outline, heart_lung_contrast, l2_norm, linf_norm,
+                            mean_iou, paper_iou, pixel_accuracy)
 
 PRED = torch.tensor([[[[0, 1], [2, 2]]]])
 GT = torch.tensor([[[[0, 1], [2, 0]]]])
@@ -56,3 +56,18 @@ def test_heart_lung_contrast_is_the_step_between_the_medians_per_sample():
     label[1][label[1] == 3] = 0
     with pytest.raises(ValueError, match=r"should mark both lungs \(1, 2\) and the heart \(3\) in every sample"):
         heart_lung_contrast(image, label)
+
+
+def test_errors_at_outline_tells_a_shifted_outline_from_a_hole():
+    target = torch.zeros(2, 1, 12, 12, dtype=torch.long)
+    target[:, :, 3:9, 3:9] = 3
+    pred = target.clone()
+    pred[0, :, 3:9, 9] = 3  # sample 0: the shape one column too wide, all on its outline
+    pred[1, :, 5:7, 5:7] = 0  # sample 1: a hole in the middle, away from it
+    pred[1, :, 3, 3] = 0  # and one corner pixel
+    wrong, share = errors_at_outline(pred, target, 3)
+    torch.testing.assert_close(wrong, torch.tensor([6.0, 5.0]))
+    torch.testing.assert_close(share, torch.tensor([1.0, 0.2]))
+    torch.testing.assert_close(errors_at_outline(target, target, 3)[1], torch.zeros(2))
+    with pytest.raises(ValueError, match=r"should be \(B, 1, H, W\) maps of the same shape"):
+        errors_at_outline(pred[:, 0], target[:, 0], 3)
