@@ -134,6 +134,23 @@ def test_foreign_folder_is_not_filled_with_phantoms(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ISIC_0000000.jpg"]
 
 
+def test_phantoms_of_an_older_renderer_are_refused_not_mixed(tmp_path):
+    """A cxr folder written before the contrast calibration (no version in phantom.json) is named, not reused."""
+    from bundle.data import ensure_dataset, generate_phantom_dataset
+
+    generate_phantom_dataset("cxr", tmp_path, sizes={"training": 1, "validation": 1, "test": 1}, only=["test"],
+                             progress=False)
+    assert ensure_dataset("cxr", tmp_path) == tmp_path / "datalist.json"  # the current renderer's folder is used
+    marker = tmp_path / "phantom.json"
+    meta = json.loads(marker.read_text())
+    del meta["version"]  # as the markers of version 1 were written
+    marker.write_text(json.dumps(meta))
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    with pytest.raises(RuntimeError, match=f"{tmp_path} holds cxr phantoms of renderer version 1.*delete {tmp_path}"):
+        ensure_dataset("cxr", tmp_path, split="validation")
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+
+
 def test_phantoms_are_generated_split_by_split(tmp_path):
     from bundle.config import case_list
 

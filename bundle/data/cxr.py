@@ -283,7 +283,7 @@ def generate_cxr(rng: np.random.Generator, size: int = 1024) -> tuple[np.ndarray
     lung_f = lungs.astype(f32)
     depth = np.clip(_coarse_blur(lung_f, 22 * size / 1024), 0, 1)
     lung_soft = lung_f
-    A -= lung_soft * (0.36 + 0.30 * depth)
+    A -= lung_soft * (0.14 + 0.12 * depth)
     # vessels / lung markings: smooth noise, stronger near the hila
     hila = np.exp(-(((np.abs(dmid) - 0.09 * s) / (0.06 * s)) ** 2 + ((Y - (y_apex + 0.28 * s)) / (0.12 * s)) ** 2))
     markings = np.abs(_smooth_noise(rng, size, 6.0 * size / 1024)) * 0.5 + 0.5 * _smooth_noise(rng, size, 18.0 * size / 1024)

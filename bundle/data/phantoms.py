@@ -21,9 +21,13 @@ from tqdm import tqdm
 from bundle._files import atomic_path
 from bundle.data.datalist import DATALIST_NAME, write_datalist
 
-__all__ = ["TASKS", "SPLIT_SIZES", "generate_phantom_dataset", "ensure_dataset", "phantom_splits"]
+__all__ = ["TASKS", "SPLIT_SIZES", "PHANTOM_VERSIONS", "generate_phantom_dataset", "ensure_dataset", "phantom_splits"]
 
 TASKS = ("fundus", "dermoscopy", "cxr")
+
+# renderer version per task, written to phantom.json; a folder of another version is refused, not mixed.
+# cxr 2: the lungs' air term calibrated to a real chest radiograph's heart - lung contrast (docs/attacks.md)
+PHANTOM_VERSIONS: dict[str, int] = {"fundus": 1, "dermoscopy": 1, "cxr": 2}
 
 # cases per split; CXR follows Bortsova et al.: 100 training, 23 validation, 20 test images
 SPLIT_SIZES: dict[str, dict[str, int]] = {
@@ -113,7 +117,8 @@ def generate_phantom_dataset(task: str, dataset_dir: str | Path, *, seed: int = 
     for i in tqdm(indices, desc=f"phantoms {task}", disable=not progress):
         files[i] = _write_case(task, i, seed, dataset_dir)
     path = write_datalist(dataset_dir, {k: [files[i] for i in v] for k, v in splits.items()})
-    meta = {"task": task, "seed": seed, "sizes": {k: len(v) for k, v in splits.items()}, "generator": "bundle.data"}
+    meta = {"task": task, "seed": seed, "sizes": {k: len(v) for k, v in splits.items()}, "generator": "bundle.data",
+            "version": PHANTOM_VERSIONS[task]}
     (dataset_dir / "phantom.json").write_text(json.dumps(meta, indent=1))
     return path
 
@@ -131,10 +136,18 @@ def ensure_dataset(task: str, dataset_dir: str | Path, seed: int = 0, split: str
     if datalist.is_file():
         present = json.loads(datalist.read_text())
         marker = dataset_dir / "phantom.json"
-        if split is None or split in present or not marker.is_file():
+        if not marker.is_file():
             return datalist
-        return generate_phantom_dataset(task, dataset_dir, seed=json.loads(marker.read_text())["seed"],
-                                        only=set(present) | {split})
+        meta = json.loads(marker.read_text())
+        version = meta.get("version", 1)  # markers written before versioning are version 1
+        if version != PHANTOM_VERSIONS[task]:
+            raise RuntimeError(f"{dataset_dir} holds {task} phantoms of renderer version {version}, but this bundle "
+                               f"renders version {PHANTOM_VERSIONS[task]} (see PHANTOM_VERSIONS in "
+                               f"bundle/data/phantoms.py); delete {dataset_dir} to have them regenerated, or point "
+                               f"dataset_dir at an empty folder.")
+        if split is None or split in present:
+            return datalist
+        return generate_phantom_dataset(task, dataset_dir, seed=meta["seed"], only=set(present) | {split})
     if dataset_dir.exists() and any(dataset_dir.iterdir()):
         raise FileNotFoundError(f"{dataset_dir} is not empty but has no {DATALIST_NAME}; convert the dataset with "
                                 f"the matching script in scripts/ or point dataset_dir at an empty folder.")
