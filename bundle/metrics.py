@@ -103,7 +103,7 @@ def errors_at_outline(pred: torch.Tensor, target: torch.Tensor, cls: int) -> tup
     ``pred`` and ``target`` ``(B, 1, H, W)`` integer maps. Returns ``(wrong, share)``, both ``(B,)``: the pixels
     where ``pred == cls`` and ``target == cls`` disagree, and the fraction of them within one pixel (8-neighbourhood)
     of the target region's outline (0 where none is wrong). A share near 1 means the shape is drawn and only its
-    last pixel of outline is off.
+    outline is off; a low share means parts of the shape are missing or extra.
     """
     if pred.shape != target.shape or pred.ndim != 4:
         raise ValueError(f"Arguments pred {tuple(pred.shape)} and target {tuple(target.shape)} should be (B, 1, H, W) "
