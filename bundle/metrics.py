@@ -7,6 +7,7 @@ returned as ``(B, C)`` and scalar metrics as ``(B,)`` float tensors.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["class_dice", "class_iou", "mean_iou", "paper_iou", "pixel_accuracy", "l2_norm", "linf_norm",
            "heart_lung_contrast", "errors_at_outline"]
@@ -109,9 +110,10 @@ def errors_at_outline(pred: torch.Tensor, target: torch.Tensor, cls: int) -> tup
         raise ValueError(f"Arguments pred {tuple(pred.shape)} and target {tuple(target.shape)} should be (B, 1, H, W) "
                          f"maps of the same shape.")
     region = (target == cls).float()
-    grown = torch.nn.functional.max_pool2d(region, 3, 1, 1).bool()
-    shrunk = ~torch.nn.functional.max_pool2d(1 - region, 3, 1, 1).bool()
+    near_region = F.max_pool2d(region, 3, 1, 1).bool()  # a region pixel in the 3x3 neighbourhood
+    near_rest = F.max_pool2d(1 - region, 3, 1, 1).bool()
+    band = near_region & near_rest  # the outline, one pixel either side
     wrong = (pred == cls) ^ region.bool()
     count = wrong.flatten(1).sum(1)
-    near = (wrong & grown & ~shrunk).flatten(1).sum(1)
+    near = (wrong & band).flatten(1).sum(1)
     return count.float(), near.float() / count.clamp(min=1)
