@@ -149,6 +149,11 @@ def test_phantoms_of_an_older_renderer_are_refused_not_mixed(tmp_path):
     with pytest.raises(RuntimeError, match=f"{tmp_path} holds cxr phantoms of renderer version 1.*delete {tmp_path}"):
         ensure_dataset("cxr", tmp_path, split="validation")
     assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+    marker.write_text("{")  # a marker cut short is named too
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    with pytest.raises(RuntimeError, match=f"{marker} is not valid JSON.*delete {tmp_path}"):
+        ensure_dataset("cxr", tmp_path)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
 
 
 def test_phantoms_are_generated_split_by_split(tmp_path):

@@ -75,7 +75,7 @@ def test_surrogate_is_within_two_points_of_the_target():
 
 @pytest.mark.parametrize("architecture, floor", [("attention_unet", 0.90), ("unet_plus_plus", 0.90)])
 def test_other_architectures_load_and_segment(architecture, floor):
-    """The Wang and Xu networks (40 epochs, docs/training.md): every class found, the weakest above its record."""
+    """The Wang and Xu networks (docs/training.md): every class found, the weakest above its record."""
     state = torch.load(model_path("cxr", architecture=architecture), map_location="cpu", weights_only=True)
     assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
     dice = mean_test_dice("cxr", architecture=architecture)

@@ -138,7 +138,11 @@ def ensure_dataset(task: str, dataset_dir: str | Path, seed: int = 0, split: str
         marker = dataset_dir / "phantom.json"
         if not marker.is_file():
             return datalist
-        meta = json.loads(marker.read_text())
+        try:
+            meta = json.loads(marker.read_text())
+        except json.JSONDecodeError as err:
+            raise RuntimeError(f"{marker} is not valid JSON ({err}); delete {dataset_dir} to have the phantoms "
+                               f"regenerated.") from err
         version = meta.get("version", 1)  # markers written before versioning are version 1
         if version != PHANTOM_VERSIONS[task]:
             raise RuntimeError(f"{dataset_dir} holds {task} phantoms of renderer version {version}, but this bundle "
