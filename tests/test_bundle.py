@@ -135,7 +135,7 @@ def test_foreign_folder_is_not_filled_with_phantoms(tmp_path):
 
 
 def test_phantoms_of_an_older_renderer_are_refused_not_mixed(tmp_path):
-    """A cxr folder written before the contrast calibration (no version in phantom.json) is named, not reused."""
+    """A cxr folder of an older renderer (no version in phantom.json) or of another task is named, not reused."""
     from bundle.data import ensure_dataset, generate_phantom_dataset
 
     generate_phantom_dataset("cxr", tmp_path, sizes={"training": 1, "validation": 1, "test": 1}, only=["test"],
@@ -148,6 +148,9 @@ def test_phantoms_of_an_older_renderer_are_refused_not_mixed(tmp_path):
     before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
     with pytest.raises(RuntimeError, match=f"{tmp_path} holds cxr phantoms of renderer version 1.*delete {tmp_path}"):
         ensure_dataset("cxr", tmp_path, split="validation")
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+    with pytest.raises(RuntimeError, match=f"{tmp_path} holds cxr phantoms, not fundus ones"):
+        ensure_dataset("fundus", tmp_path)  # another task's folder is named as such, not as an older version
     assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
     marker.write_text("{")  # a marker cut short is named too
     before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))

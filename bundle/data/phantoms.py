@@ -143,6 +143,9 @@ def ensure_dataset(task: str, dataset_dir: str | Path, seed: int = 0, split: str
         except json.JSONDecodeError as err:
             raise RuntimeError(f"{marker} is not valid JSON ({err}); delete {dataset_dir} to have the phantoms "
                                f"regenerated.") from err
+        if meta.get("task") != task:
+            raise RuntimeError(f"{dataset_dir} holds {meta.get('task')} phantoms, not {task} ones; point dataset_dir "
+                               f"at the {task} folder or at an empty one.")
         version = meta.get("version", 1)  # markers written before versioning are version 1
         if version != PHANTOM_VERSIONS[task]:
             raise RuntimeError(f"{dataset_dir} holds {task} phantoms of renderer version {version}, but this bundle "
