@@ -258,10 +258,11 @@ def wang_xu_markdown(runs: dict[str, Rows], preamble: str, mode, figure: str) ->
         lines.append([arch, f"{parameter_count(arch) / 1e6:.2f} M", cell(some, column("clean_miou_gt")),
                       cell(some, column("clean_iou_heart"))])
     text = [preamble, "FGSM (one step of size ε) against three members of the U-Net family, each trained by "
-            "the same config (`configs/train.yaml --architecture ...`, loss: negative mean soft IoU) on the CXR "
-            "phantoms. Targeted: the small heart symbol, \"attack all\" (success = heart IoU with the symbol). "
-            "Untargeted: away from the ground truth (success = low mean IoU with it). Attack losses: cross-entropy "
-            "(ce), soft Dice, soft IoU (the training loss).\n\n",
+            "the same config (`configs/train.yaml --architecture ...`, loss: negative mean soft IoU plus "
+            "cross-entropy; docs/training.md) on the CXR phantoms. Targeted: the small heart symbol, \"attack all\" "
+            "(success = heart IoU with the symbol). Untargeted: away from the ground truth (success = low mean IoU "
+            "with it). Attack losses: cross-entropy (ce) and soft IoU, the two terms of the training loss, and soft "
+            "Dice, which is not one of them.\n\n",
             "## Networks\n\n", _table(["architecture", "parameters", "clean mean IoU x 100", "clean heart IoU x 100"],
                                       lines), "\n"]
     for targeted, title, col in ((True, "targeted: heart IoU x 100 with the symbol (higher = attack succeeded)",
