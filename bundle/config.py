@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +17,7 @@ from bundle.data import TASKS, ensure_dataset, read_datalist
 from bundle.networks import ARCHITECTURES
 from bundle.targets import derangement
 
-__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "file_list", "with_swapped_targets", "require_task", "load_weights"]
+__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "file_list", "with_swapped_targets", "require_task", "load_weights", "attack_settings", "file_digest"]
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("target", "surrogate")
@@ -139,3 +141,17 @@ def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
         raise ValueError(f"Checkpoint {path} does not fit this network ({e}); is it the weights of another task, or of "
                          f"a run trained with another architecture or network_def (pass the same option here)?") from e
     return network
+
+
+def attack_settings(attack: functools.partial) -> dict:
+    """An attack recipe's function (``module.name``) and keyword arguments, as its run's settings record them."""
+    return {"function": f"{attack.func.__module__}.{attack.func.__qualname__}", **attack.keywords}
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes: the identity of a weights file, which retraining changes but not its name."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -70,6 +70,20 @@ def test_heart_attack_writes_tables_and_overlays_and_resumes(bundle_root, tiny_d
     run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], **(args | {"num_cases": None}), **{"attack#steps": 2})
     assert len(read_rows(out / "metrics.csv")) == 2 and "2 cases" in (out / "summary.md").read_text()
 
+    # other settings into the same folder are refused, naming the change, not resumed under the old results
+    retrained = tmp_path / "retrained.pt"
+    torch.manual_seed(1)
+    torch.save(bundle_config("cxr").get_parsed_content("network_def").state_dict(), retrained)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*"))
+    for change, message in (({"attack#eps": 0.08}, "attack.eps: 0.04 -> 0.08"),
+                            ({"model_file": str(retrained)}, "model_sha256: "),
+                            ({"model_grid": [128, 128]}, "model_grid: [256, 256] -> [128, 128]")):
+        with pytest.raises(Exception) as info:
+            run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], **(args | {"attack#steps": 2} | change))
+        assert f"{out} holds the results of 2 cases attacked with other settings ({message}" in chain(info.value)
+        assert f"pass --output_dir with a new folder for this run, or delete {out}" in chain(info.value)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
+
 
 def test_asma_swaps_targets_between_cases(bundle_root, tiny_datasets, untrained_weights, tmp_path):
     run_attack(bundle_root, "fundus", ["asma.yaml"], dataset_dir=str(tiny_datasets["fundus"]), output_dir=str(tmp_path),
@@ -193,6 +207,7 @@ def test_two_processes_give_the_single_process_table(bundle_root, tiny_datasets,
     single, multi = read_rows(tmp_path / "single" / "metrics.csv"), read_rows(tmp_path / "multi" / "metrics.csv")
     assert [r["case"] for r in multi] == [r["case"] for r in single] == ["cxr_0006", "cxr_0007"]
     assert not list((tmp_path / "multi").glob("metrics.rank*.csv"))
+    assert (tmp_path / "multi" / "settings.json").read_text() == (tmp_path / "single" / "settings.json").read_text()
     for a, b in zip(single, multi):
         for column in a:
             if column in ("case", "task", "attack"):

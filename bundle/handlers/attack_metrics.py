@@ -4,11 +4,16 @@
 :func:`pending_cases` drops those cases from the next run's datalist, which makes a rerun into the same
 ``output_dir`` resume. A case is never written twice. Under ``torchrun`` each rank keeps its own
 ``metrics.rank<r>.csv`` during the run and rank 0 merges them into ``metrics.csv`` at the end.
+
+Beside the rows, ``settings.json`` records what decides them (the attack and its arguments, the weights' digest,
+the grid, ...): a rerun with other settings into a folder that holds results is refused, not resumed, so a
+changed eps or model never hides behind the cases of an earlier run.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,9 +26,10 @@ from bundle._files import atomic_path
 from bundle.handlers.tables import markdown_table, summarise, write_csv
 from bundle.metrics import class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
 
-__all__ = ["AttackMetricsWriter", "pending_cases", "case_names", "METRICS_FILE"]
+__all__ = ["AttackMetricsWriter", "pending_cases", "case_names", "METRICS_FILE", "SETTINGS_FILE"]
 
 METRICS_FILE = "metrics.csv"
+SETTINGS_FILE = "settings.json"
 TEXT_COLUMNS = ("case", "task", "attack")
 
 
@@ -48,9 +54,38 @@ def _finished_rows(output_dir: Path) -> dict[str, dict]:
     return rows
 
 
-def pending_cases(items: Sequence[dict], output_dir: str | Path) -> list[dict]:
-    """The datalist ``items`` whose case has no row yet in ``output_dir``'s metrics files."""
-    done = _finished_rows(Path(output_dir))
+def _as_json(settings: dict) -> dict:
+    """``settings`` as they read back from ``settings.json`` (tuples become lists, other objects strings)."""
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _changed(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every setting that differs, nested dicts by dotted key."""
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes += _changed(before, after, f"{prefix}{key}.")
+        elif before != after:
+            changes.append(f"{prefix}{key}: {before!r} -> {after!r}")
+    return changes
+
+
+def pending_cases(items: Sequence[dict], output_dir: str | Path, settings: dict | None = None) -> list[dict]:
+    """The datalist ``items`` whose case has no row yet in ``output_dir``'s metrics files.
+
+    With ``settings``, a folder whose rows were written with other settings (its ``settings.json``) is an error
+    that names the changed ones: resuming it would report the earlier run's cases as this run's.
+    """
+    output_dir = Path(output_dir)
+    done = _finished_rows(output_dir)
+    recorded = output_dir / SETTINGS_FILE
+    if settings is not None and done and recorded.is_file():
+        changes = _changed(json.loads(recorded.read_text()), _as_json(settings))
+        if changes:
+            raise ValueError(f"{output_dir} holds the results of {len(done)} cases attacked with other settings "
+                             f"({'; '.join(changes)}); pass --output_dir with a new folder for this run, or delete "
+                             f"{output_dir} to start it over.")
     return [item for item in items if Path(str(item["image"])).stem not in done]
 
 
@@ -70,11 +105,15 @@ class AttackMetricsWriter:
         class_names: class names in label order.
         eps: the attack's eps (written as given; empty for attacks without one).
         total_cases: number of cases for the progress bar (None hides the total).
+        progress: show a progress bar.
+        settings: what decides the results, written to ``settings.json`` with the rows (see :func:`pending_cases`).
     """
 
     def __init__(self, output_dir: str | Path, task: str, attack_name: str, class_names: Sequence[str],
-                 eps: float | None = None, total_cases: int | None = None, progress: bool = True) -> None:
+                 eps: float | None = None, total_cases: int | None = None, progress: bool = True,
+                 settings: dict | None = None) -> None:
         self.output_dir = Path(output_dir)
+        self.settings = None if settings is None else _as_json(settings)
         self.task, self.attack_name, self.eps = task, attack_name, eps
         self.class_names = list(class_names)
         self.total_cases, self.progress = total_cases, progress
@@ -131,6 +170,9 @@ class AttackMetricsWriter:
     def _write_rows(self) -> None:
         name = METRICS_FILE if self.world == 1 else f"metrics.rank{self.rank}.csv"
         write_csv(self.output_dir / name, list(self.rows.values()))
+        if self.settings is not None and self.rank == 0:
+            with atomic_path(self.output_dir / SETTINGS_FILE) as tmp:
+                tmp.write_text(json.dumps(self.settings, indent=1))
 
     def _finish(self, engine: Engine) -> None:
         if self._bar is not None:
