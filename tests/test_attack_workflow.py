@@ -85,6 +85,19 @@ def test_heart_attack_writes_tables_and_overlays_and_resumes(bundle_root, tiny_d
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
 
 
+def test_settings_record_of_a_resumed_folder(tmp_path):
+    """A folder from before settings.json resumes as it did; a record that is not JSON is named, nothing written."""
+    from bundle.handlers import pending_cases
+
+    (tmp_path / "metrics.csv").write_text("case,task\ncxr_0006,cxr\n")
+    items = [{"image": f"/data/cxr_000{i}.dcm"} for i in (6, 7)]
+    assert pending_cases(items, tmp_path, {"seed": 0}) == items[1:]
+    (tmp_path / "settings.json").write_text("{")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'settings.json'} is not valid JSON.*delete {tmp_path}"):
+        pending_cases(items, tmp_path, {"seed": 0})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "settings.json"]
+
+
 def test_asma_swaps_targets_between_cases(bundle_root, tiny_datasets, untrained_weights, tmp_path):
     run_attack(bundle_root, "fundus", ["asma.yaml"], dataset_dir=str(tiny_datasets["fundus"]), output_dir=str(tmp_path),
                model_file=str(untrained_weights["fundus"]), **{"attack#steps": 2, "attack#variant": "asm"})

@@ -81,7 +81,12 @@ def pending_cases(items: Sequence[dict], output_dir: str | Path, settings: dict 
     done = _finished_rows(output_dir)
     recorded = output_dir / SETTINGS_FILE
     if settings is not None and done and recorded.is_file():
-        changes = _changed(json.loads(recorded.read_text()), _as_json(settings))
+        try:
+            before = json.loads(recorded.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{recorded} is not valid JSON ({err}); delete {output_dir} to start the run over, or "
+                             f"pass --output_dir with a new folder.") from err
+        changes = _changed(before, _as_json(settings))
         if changes:
             raise ValueError(f"{output_dir} holds the results of {len(done)} cases attacked with other settings "
                              f"({'; '.join(changes)}); pass --output_dir with a new folder for this run, or delete "
