@@ -130,10 +130,7 @@ def require_task(task: str, allowed: Sequence[str] | None, recipe: str) -> None:
 
 def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     """Load a state_dict file into ``network`` (``weights_only``), with an error that names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint {path} does not exist; set model_file to a trained state_dict "
-                                f"(train one with configs/train.yaml) or restore models/ from the repository.")
+    path = _existing_checkpoint(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     try:
         network.load_state_dict(state)
@@ -143,15 +140,25 @@ def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     return network
 
 
+def _existing_checkpoint(path: str | Path) -> Path:
+    """``path`` as a ``Path``, or a ``FileNotFoundError`` that names it and says where weights come from."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist; set model_file (surrogate_file for transfer.yaml's "
+                                f"surrogate) to a trained state_dict (train one with configs/train.yaml) or restore "
+                                f"models/ from the repository.")
+    return path
+
+
 def attack_settings(attack: functools.partial) -> dict:
     """An attack recipe's function (``module.name``) and keyword arguments, as its run's settings record them."""
     return {"function": f"{attack.func.__module__}.{attack.func.__qualname__}", **attack.keywords}
 
 
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes: the identity of a weights file, which retraining changes but not its name."""
+    """SHA-256 of a weights file's bytes: its identity, which retraining changes but not its name."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(_existing_checkpoint(path), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -85,6 +85,16 @@ def test_heart_attack_writes_tables_and_overlays_and_resumes(bundle_root, tiny_d
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
 
 
+def test_missing_surrogate_is_named_and_nothing_written(bundle_root, tiny_datasets, untrained_weights, tmp_path):
+    out = tmp_path / "transfer"
+    with pytest.raises(Exception) as info:
+        run_attack(bundle_root, "cxr", ["pgd_heart.yaml", "transfer.yaml"], dataset_dir=str(tiny_datasets["cxr"]),
+                   output_dir=str(out), model_file=str(untrained_weights["cxr"]),
+                   surrogate_file=str(tmp_path / "nothing.pt"), **{"attack#steps": 1})
+    assert re.search(r"Checkpoint .*nothing.pt does not exist; set model_file \(surrogate_file", chain(info.value))
+    assert not out.exists()
+
+
 def test_settings_record_of_a_resumed_folder(tmp_path):
     """A folder from before settings.json resumes as it did; a record that is not JSON is named, nothing written."""
     from bundle.handlers import pending_cases
