@@ -88,6 +88,18 @@ def test_pgd_eps_ball_binds_and_region_limits_noise():
     assert delta[:, :, :6].abs().max() == pytest.approx(0.05, abs=1e-6)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.75])
+def test_cosine_schedule_moves_by_the_sum_of_its_steps(momentum):
+    """Cross-entropy on the linear segmenter keeps every pixel's gradient sign, so each pixel moves by the sum of
+    alpha * (1 + cos(pi t / n)) / 2 over t < n, which is alpha * (n + 1) / 2; momentum keeps the sign too."""
+    net = linear_segmenter(3)
+    images, target = make_case(3, 2)
+    res = pgd(net, images, target, eps=1.0, alpha=0.01, steps=10, bounds=(0.0, 1.0), loss="ce", schedule="cosine",
+              momentum=momentum)
+    check_invariants(net, images, res, eps=1.0)
+    torch.testing.assert_close((res.adv - images).abs(), torch.full_like(images, 0.055))
+
+
 def test_fgsm_is_one_signed_step_of_size_eps():
     net = linear_segmenter(3)
     images, target = make_case(3, 3)
@@ -133,14 +145,17 @@ def test_attacks_reach_the_target_under_bfloat16_autocast(attack):
     assert paper_iou(res.pred, target).min() == 1.0
 
 
-@pytest.mark.parametrize("attack", ["asma", "pgd"])
+@pytest.mark.parametrize("attack", ["asma", "pgd", "pgd_momentum"])
 def test_batch_invariance(attack):
     """A sample attacked alone and inside a batch of 8 gives the same result."""
     net = linear_segmenter(3)
     images, target = make_case(3, 8)
     run = {"asma": lambda x, t: asma(net, x, t, bounds=(0.0, 1.0), steps=200, beta=2e-2, tau=1e-3, stop_iou=0.97),
-           "pgd": lambda x, t: pgd(net, x, t, eps=0.3, steps=40, bounds=(0.0, 1.0), stop_iou=0.97)}[attack]
+           "pgd": lambda x, t: pgd(net, x, t, eps=0.6, steps=60, bounds=(0.0, 1.0), stop_iou=0.97),
+           "pgd_momentum": lambda x, t: pgd(net, x, t, eps=0.6, alpha=0.03, steps=60, bounds=(0.0, 1.0),
+                                            stop_iou=0.97, momentum=0.75, schedule="cosine")}[attack]
     batch = run(images, target)
+    assert len(set(batch.steps.tolist())) > 1  # samples leave the batch at different steps
     for i in (0, 5):
         alone = run(images[i:i + 1], target[i:i + 1])
         torch.testing.assert_close(alone.adv[0], batch.adv[i])
@@ -167,6 +182,8 @@ def test_attack_under_no_grad_and_batchnorm_in_train_mode():
     ({"stop_iou": 1.5}, ValueError, r"Argument stop_iou should be a float in \[0, 1\]"),
     ({"classes": [7]}, ValueError, r"Argument classes should list class indices in 0..2"),
     ({"region": torch.ones(2, 1, 4, 4, dtype=torch.bool)}, ValueError, r"Argument region should have shape"),
+    ({"momentum": 1.0}, ValueError, r"Argument momentum should be a float in \[0, 1\), got 1.0."),
+    ({"schedule": "cosin"}, ValueError, r"cosin"),
     ({"bounds": (-1.0, 0.5)}, ValueError, r"Argument images should lie inside bounds"),
 ])
 def test_pgd_argument_errors(kwargs, error, match):
