@@ -131,6 +131,22 @@ def test_unknown_attack_option_is_named(bundle_root, tiny_datasets, untrained_we
     assert re.search(r"Unknown option 'epss' for attack pgd.*Did you mean 'eps'\?", chain(info.value))
 
 
+def test_momentum_layer_sets_the_step_rule_and_its_own_output_folder():
+    config = bundle_config("cxr", ["attack.yaml", "pgd_heart.yaml", "pgd_momentum.yaml"])
+    attack = config.get_parsed_content("attack")
+    assert attack.keywords | {"momentum": 0.75, "schedule": "cosine", "eps": 0.04, "steps": 100} == attack.keywords
+    assert config.get_parsed_content("output_dir").endswith("/outputs/cxr/pgd_heart_small_momentum")
+
+
+def test_momentum_layer_on_a_recipe_that_is_not_pgd_is_named(bundle_root, tiny_datasets, untrained_weights, tmp_path):
+    with pytest.raises(Exception) as info:
+        run_attack(bundle_root, "fundus", ["asma.yaml", "pgd_momentum.yaml"], dataset_dir=str(tiny_datasets["fundus"]),
+                   output_dir=str(tmp_path), model_file=str(untrained_weights["fundus"]))
+    assert re.search(r"Unknown option 'momentum' for attack asma.*pgd_momentum.yaml is for PGD recipes",
+                     chain(info.value))
+    assert not any(tmp_path.iterdir())
+
+
 BAD_DOMAIN_OPTIONS = [("model_grid", value, "Option model_grid should be [H, W], two positive multiples of 16")
                       for value in ([500, 500], [256], "256")]
 BAD_DOMAIN_OPTIONS += [("intensity_bounds", value,
