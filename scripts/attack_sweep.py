@@ -2,6 +2,7 @@
 
     python scripts/attack_sweep.py asma --task fundus --cases 4 --steps 500 asma,1e-3,1e-5 asm,1e-3,1e-5 ssm,1e-3,1e-5
     python scripts/attack_sweep.py pgd --cases 4 heart:small,iou,0.04 heart:large,iou,0.04 untargeted,iou,0.02
+    python scripts/attack_sweep.py pgd --momentum 0.75 --schedule cosine heart:small,iou,0.04 untargeted,iou,0.02
     python scripts/attack_sweep.py fgsm --cases 4 heart:small,ce,0.04 untargeted,ce,0.04
     python scripts/attack_sweep.py pgd --checkpoint outputs/cxr/train_target/model_best.pt heart:small,iou,0.04
     python scripts/attack_sweep.py pgd --checkpoint outputs/cxr512/train_target/model_best.pt --model_grid 512 512 \
@@ -55,7 +56,8 @@ def sweep_asma(task: str, cases: int, steps: int, settings: list[str]) -> None:
 def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | None = None,
               model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False,
               dataset_dir: str | None = None, network_def: str | None = None,
-              intensity_bounds: Sequence[float] = (-1.0, 1.0)) -> None:
+              intensity_bounds: Sequence[float] = (-1.0, 1.0), momentum: float = 0.0,
+              schedule: str = "constant") -> None:
     net = load_network("cxr", model_file=checkpoint, **({} if network_def is None else {"network_def": network_def}))
     overrides = {"intensity_bounds": list(intensity_bounds)} | ({} if model_grid is None else {"model_grid": model_grid})
     batch = load_examples("cxr", "test", n=cases, dataset_dir=dataset_dir, **overrides)
@@ -73,7 +75,7 @@ def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | No
         else:
             res = pgd(net, batch["image"], target, eps=eps, alpha=float(alpha[0]) if alpha else None, steps=steps,
                       bounds=intensity_bounds, loss=loss, targeted=targeted, random_start=random_start,
-                      generator=torch.Generator().manual_seed(0))
+                      generator=torch.Generator().manual_seed(0), momentum=momentum, schedule=schedule)
         if targeted:
             iou = class_iou(res.pred, target, 6)
             truth = class_iou(res.pred, batch["label"], 6)[:, [1, 2, 4, 5]].mean()
@@ -94,6 +96,11 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=4)
     parser.add_argument("--steps", type=int, help="iterations (default 500 for ASMA, 100 for PGD as in the paper)")
     parser.add_argument("--random_start", action="store_true", help="PGD only: start at a random point of the eps ball")
+    parser.add_argument("--momentum", type=float, default=0.0,
+                        help="PGD only: momentum of the step direction (configs/pgd_momentum.yaml: 0.75)")
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                        help="PGD only: step sizes over the steps (configs/pgd_momentum.yaml: cosine, from 0.4 * eps "
+                        "unless the setting gives alpha)")
     parser.add_argument("--checkpoint", help="PGD / FGSM only: a CXR state_dict to attack instead of models/cxr.pt")
     parser.add_argument("--model_grid", type=int, nargs=2, help="PGD / FGSM only: the grid the checkpoint was trained on")
     parser.add_argument("--network_def", help="PGD / FGSM only: the checkpoint's network as its training run "
@@ -118,7 +125,8 @@ def main() -> None:
         sweep_asma(args.task, args.cases, args.steps or 500, args.settings)
     else:
         sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, model_grid, args.steps or 100,
-                  args.random_start, args.dataset_dir, args.network_def, intensity_bounds)
+                  args.random_start, args.dataset_dir, args.network_def, intensity_bounds, args.momentum,
+                  args.schedule)
 
 
 if __name__ == "__main__":
