@@ -120,7 +120,7 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
                 mask = None if mask is None else mask[keep]
                 velocity = None if velocity is None else velocity[keep]
             if momentum:
-                unit = grad / grad.abs().mean((1, 2, 3), keepdim=True).clamp_min(1e-30)
+                unit = grad / grad.abs().mean(tuple(range(1, grad.dim())), keepdim=True).clamp_min(1e-30)
                 grad = velocity = unit if velocity is None else unit + momentum * velocity
             direction = grad.sign() if mask is None else grad.sign() * mask
             x = _project(x.detach() + sign * _step_size(alpha, step, steps, schedule) * direction, origin, eps, lo, hi)
