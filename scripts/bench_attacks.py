@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> None:
             print(rows[-1], flush=True)
         goal_rows.append(time_to_goal(net, attack, name, task, examples["image"], target))
         print(goal_rows[-1], flush=True)
-    table = "\n".join(["| attack | task | batch | floor fwd+bwd (ms) | attack step (ms) | ratio |",
+    table = "\n".join(["| recipe | task | batch | floor fwd+bwd (ms) | attack step (ms) | ratio |",
                        "|---|---|---|---|---|---|", *rows, "",
-                       "| attack (defaults) | task | batch | seconds | mean steps | reached |", "|---|---|---|---|---|---|",
+                       "| recipe | task | batch | seconds | mean steps | reached |", "|---|---|---|---|---|---|",
                        *goal_rows])
     header = (f"\nDevice: {'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}, "
               f"{torch.get_num_threads()} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}\n\n")
