@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bundle.attacks import asma, fgsm, pgd
-from bundle.attacks._utils import predicted_classes
+from bundle.attacks._utils import predicted_classes, segmentation_loss
 from bundle.metrics import paper_iou
 
 
@@ -55,7 +55,7 @@ def test_targeted_pgd_reaches_target(num_classes, batch):
     assert torch.equal(res.pred, target)
 
 
-@pytest.mark.parametrize("loss", ["iou", "dice", "ce"])
+@pytest.mark.parametrize("loss", ["iou", "dice", "ce", "margin"])
 def test_every_loss_drives_pgd_to_the_target(loss):
     net = linear_segmenter(3)
     images, target = make_case(3, 4)
@@ -65,12 +65,13 @@ def test_every_loss_drives_pgd_to_the_target(loss):
     assert (res.steps < 80).all()  # each sample stopped on its own once it was done
 
 
-def test_untargeted_pgd_destroys_the_ground_truth():
+@pytest.mark.parametrize("loss", ["iou", "margin"])
+def test_untargeted_pgd_destroys_the_ground_truth(loss):
     net = linear_segmenter(3)
     images, _ = make_case(3, 4)
     with torch.no_grad():
         truth = net(images).argmax(1, keepdim=True)
-    res = pgd(net, images, truth, eps=0.5, alpha=0.05, steps=30, bounds=(0.0, 1.0), targeted=False)
+    res = pgd(net, images, truth, eps=0.5, alpha=0.05, steps=30, bounds=(0.0, 1.0), targeted=False, loss=loss)
     check_invariants(net, images, res, eps=0.5)
     assert paper_iou(res.pred, truth).max() < 0.05
 
@@ -98,6 +99,19 @@ def test_cosine_schedule_moves_by_the_sum_of_its_steps(momentum):
               momentum=momentum)
     check_invariants(net, images, res, eps=1.0)
     torch.testing.assert_close((res.adv - images).abs(), torch.full_like(images, 0.055))
+
+
+def test_margin_loss_counts_only_the_pixels_still_to_flip():
+    """Logits of 2 classes at 4 pixels, the class map [0, 1, 1, 0] against the target [1, 1, 1, 0]:
+    trails d = z_other - z_target of 3, -0.5, -4 and -6 (the last pixel's target, background, is not covered)."""
+    logits = torch.tensor([[2.0, -1.0, 0.0, 3.0], [-1.0, -0.5, 4.0, -3.0]]).view(1, 2, 1, 4)
+    target = torch.tensor([[[1, 1, 1, 0]]])
+    targeted = segmentation_loss(logits, target, "margin", [1])
+    untargeted = segmentation_loss(logits, target, "margin", [1], targeted=False)
+    torch.testing.assert_close(targeted, torch.tensor([(3.0 - 0.5 - 1.0) / 3]))  # -4 clipped at -1: done
+    torch.testing.assert_close(untargeted, torch.tensor([(1.0 - 0.5 - 4.0) / 3]))  # 3 clipped at 1: done
+    with pytest.raises(ValueError, match="Loss 'margin' needs logits of at least 2 classes"):
+        segmentation_loss(logits[:, :1], torch.zeros_like(target), "margin", [0])
 
 
 def test_fgsm_is_one_signed_step_of_size_eps():

@@ -35,11 +35,15 @@ class AttackResult:
 
 
 class Loss(str, Enum):
-    """Attack losses: negative mean soft IoU (Bortsova et al.), soft Dice, cross-entropy."""
+    """Attack losses: negative mean soft IoU (Bortsova et al.), soft Dice, cross-entropy, clipped logit margin."""
 
     IOU = "iou"
     DICE = "dice"
     CE = "ce"
+    MARGIN = "margin"
+
+
+MARGIN_CLIP = 1.0  # logits: a pixel settled by this margin stops drawing the margin loss's gradient
 
 
 @contextlib.contextmanager
@@ -139,11 +143,13 @@ def check_steps(steps: int) -> int:
     return steps
 
 
-def check_classes(classes: Sequence[int] | None, num_classes: int, loss: str | Loss) -> list[int]:
+def check_classes(classes: Sequence[int] | None, num_classes: int, loss: str | Loss, targeted: bool = True) -> list[int]:
     """The classes a loss covers: ``classes`` checked against the logits; by default all but background
-    (all classes for cross-entropy)."""
+    (all classes for cross-entropy, and for the margin of a targeted attack, which must also turn pixels into
+    background; an untargeted one has nothing to flip there)."""
     if classes is None:
-        everything = look_up_option(loss, Loss) == Loss.CE or num_classes == 1
+        loss = look_up_option(loss, Loss)
+        everything = loss == Loss.CE or (loss == Loss.MARGIN and targeted) or num_classes == 1
         return list(range(0 if everything else 1, num_classes))
     chosen = [int(c) for c in classes]
     if not chosen or any(c < 0 or c >= num_classes for c in chosen):
@@ -169,12 +175,17 @@ def class_onehot(target: torch.Tensor, classes: Sequence[int] | torch.Tensor) ->
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, loss: str | Loss,
                       classes: Sequence[int] | torch.Tensor, onehot: torch.Tensor | None = None,
-                      smooth: float = 1e-5) -> torch.Tensor:
+                      smooth: float = 1e-5, targeted: bool = True) -> torch.Tensor:
     """Per-sample loss ``(B,)`` of ``logits (B, K, H, W)`` against ``target (B, H, W)``; lower = closer.
 
     ``iou``: negative mean soft IoU over ``classes`` (the heart-attack paper's loss); ``dice``: one minus the
     mean soft Dice; ``ce``: pixel-mean cross-entropy over all classes when ``classes`` covers every class,
-    else the mean binary cross-entropy of the ``classes`` channels (one class against the rest).
+    else the mean binary cross-entropy of the ``classes`` channels (one class against the rest); ``margin``:
+    the mean over the pixels whose ``target`` is one of ``classes`` of ``d = max_{k != y} z_k - z_y``, how far the
+    pixel's class ``y`` trails the best other logit (Carlini and Wagner's margin), clipped where the attack is
+    done with the pixel: below ``-MARGIN_CLIP`` for a targeted attack (which lowers it), above ``MARGIN_CLIP``
+    for an untargeted one (``targeted=False``, which raises it), so the gradient comes from the pixels still to
+    flip.
     Iterative attacks pass ``classes`` as a long tensor on the logits' device and ``onehot`` as
     ``class_onehot(target, classes)``, so that neither is built (nor copied to the GPU) on every step.
     Computed in float32 whatever the autocast dtype of ``logits``.
@@ -184,8 +195,10 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, loss: str | Lo
     num_classes = logits.shape[1]
     if loss == Loss.CE and len(classes) == num_classes:
         return F.cross_entropy(logits, target, reduction="none").flatten(1).mean(1)
-    probs = logits.softmax(1).index_select(1, torch.as_tensor(classes, device=logits.device)).flatten(2)
     onehot = class_onehot(target, classes) if onehot is None else onehot
+    if loss == Loss.MARGIN:
+        return _margin_loss(logits, target, onehot, targeted)
+    probs = logits.softmax(1).index_select(1, torch.as_tensor(classes, device=logits.device)).flatten(2)
     if loss == Loss.CE:
         return F.binary_cross_entropy(probs.clamp(1e-7, 1 - 1e-7), onehot, reduction="none").mean((1, 2))
     inter = (probs * onehot).sum(2)
@@ -193,3 +206,16 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, loss: str | Lo
     if loss == Loss.IOU:
         return -((inter + smooth) / (total - inter + smooth)).mean(1)
     return 1 - ((2 * inter + smooth) / (total + smooth)).mean(1)
+
+
+def _margin_loss(logits: torch.Tensor, target: torch.Tensor, onehot: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """The clipped margin of :func:`segmentation_loss`, per sample ``(B,)``; 0 for a sample with no covered pixel."""
+    if logits.shape[1] < 2:
+        raise ValueError("Loss 'margin' needs logits of at least 2 classes; use 'iou', 'dice' or 'ce'.")
+    index = target[:, None]
+    own = logits.gather(1, index)[:, 0]
+    best_other = logits.scatter(1, index, float("-inf")).amax(1)
+    trail = best_other - own
+    trail = trail.clamp(min=-MARGIN_CLIP) if targeted else trail.clamp(max=MARGIN_CLIP)
+    covered = onehot.sum(1)  # (B, H*W): 1 where the target is one of the loss's classes
+    return (trail.flatten(1) * covered).sum(1) / covered.sum(1).clamp_min(1.0)

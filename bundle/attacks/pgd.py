@@ -51,10 +51,12 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
             paper's) for the constant schedule and ``0.4 * eps`` for the cosine one.
         steps: number of steps (100 in the paper).
         bounds: ``(low, high)`` of the model's input domain.
-        loss: ``"iou"`` (negative mean soft IoU, the paper's), ``"dice"`` or ``"ce"``.
+        loss: ``"iou"`` (negative mean soft IoU, the paper's), ``"dice"``, ``"ce"`` or ``"margin"`` (the logit
+            margin of the pixels still to flip; the strongest untargeted loss here, docs/attacks.md).
         targeted: minimise the loss to ``target`` (True) or maximise it to the ground truth (False).
         classes: classes the loss covers, e.g. ``[3]`` for the paper's "heart only"; default all but background
-            ("attack all" for IoU / Dice), all classes for cross-entropy.
+            ("attack all" for IoU / Dice; the pixels of an untargeted margin), all classes for cross-entropy
+            and a targeted margin.
         region: ``(B, 1, H, W)`` bool, where noise may be added; ``None`` = everywhere.
         random_start: start from a uniform random point of the eps ball (inside ``region``).
         stop_iou: per-sample early stop: targeted when the paper's IoU with ``target`` reaches it, untargeted when
@@ -101,7 +103,8 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
             logits = model(x)
             if step == 0:
                 check_target_classes(tgt, logits.shape[1])
-                loss_classes = torch.tensor(check_classes(classes, logits.shape[1], loss), device=images.device)
+                loss_classes = torch.tensor(check_classes(classes, logits.shape[1], loss, targeted),
+                                            device=images.device)
                 onehot = class_onehot(t, loss_classes)
             if step == steps or stop_iou is not None:  # the prediction is needed only to stop and to report
                 pred = predicted_classes(logits)
@@ -112,7 +115,7 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
             keep = still_running(done)
             if keep is not None and not keep.any():
                 break
-            per_sample = segmentation_loss(logits, t, loss, loss_classes, onehot)
+            per_sample = segmentation_loss(logits, t, loss, loss_classes, onehot, targeted=targeted)
             (grad,) = torch.autograd.grad(per_sample.sum() if keep is None else per_sample[keep].sum(), x)
             if keep is not None:  # finished samples leave the batch
                 store_rows(out, {"adv": x.detach(), "pred": pred, "score": iou}, active)
