@@ -57,10 +57,10 @@ def sweep_cxr(attack: str, cases: int, settings: list[str], checkpoint: str | No
               model_grid: list[int] | None = None, steps: int = 100, random_start: bool = False,
               dataset_dir: str | None = None, network_def: str | None = None,
               intensity_bounds: Sequence[float] = (-1.0, 1.0), momentum: float = 0.0,
-              schedule: str = "constant") -> None:
+              schedule: str = "constant", split: str = "test") -> None:
     net = load_network("cxr", model_file=checkpoint, **({} if network_def is None else {"network_def": network_def}))
     overrides = {"intensity_bounds": list(intensity_bounds)} | ({} if model_grid is None else {"model_grid": model_grid})
-    batch = load_examples("cxr", "test", n=cases, dataset_dir=dataset_dir, **overrides)
+    batch = load_examples("cxr", split, n=cases, dataset_dir=dataset_dir, **overrides)
     with torch.no_grad():
         clean = net(batch["image"]).argmax(1, keepdim=True)
     print("clean IoU per class:", ", ".join(f"{v:.3f}" for v in class_iou(clean, batch["label"], 6).mean(0)[1:].tolist()))
@@ -94,6 +94,9 @@ def main() -> None:
     parser.add_argument("settings", nargs="+")
     parser.add_argument("--task", default="fundus", choices=["fundus", "dermoscopy"], help="ASMA only")
     parser.add_argument("--cases", type=int, default=4)
+    parser.add_argument("--split", default="test", choices=["test", "validation"],
+                        help="PGD / FGSM only: the split whose first cases are attacked (validation: to choose settings "
+                        "without looking at the test cases)")
     parser.add_argument("--steps", type=int, help="iterations (default 500 for ASMA, 100 for PGD as in the paper)")
     parser.add_argument("--random_start", action="store_true", help="PGD only: start at a random point of the eps ball")
     parser.add_argument("--momentum", type=float, default=0.0,
@@ -126,7 +129,7 @@ def main() -> None:
     else:
         sweep_cxr(args.attack, args.cases, args.settings, args.checkpoint, model_grid, args.steps or 100,
                   args.random_start, args.dataset_dir, args.network_def, intensity_bounds, args.momentum,
-                  args.schedule)
+                  args.schedule, args.split)
 
 
 if __name__ == "__main__":
