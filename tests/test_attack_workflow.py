@@ -138,12 +138,23 @@ def test_momentum_layer_sets_the_step_rule_and_its_own_output_folder():
     assert config.get_parsed_content("output_dir").endswith("/outputs/cxr/pgd_heart_small_momentum")
 
 
-def test_momentum_layer_on_a_recipe_that_is_not_pgd_is_named(bundle_root, tiny_datasets, untrained_weights, tmp_path):
+def test_strong_layer_sets_its_settings_relative_to_the_recipes_eps():
+    config = bundle_config("cxr", ["attack.yaml", "pgd_untargeted.yaml", "pgd_strong.yaml"])
+    config["attack#eps"] = 0.04
+    attack = config.get_parsed_content("attack")
+    assert attack.keywords | {"loss": "margin", "momentum": 0.75, "schedule": "cosine", "steps": 1000, "eps": 0.04,
+                              "alpha": pytest.approx(0.032), "targeted": False} == attack.keywords
+    assert config.get_parsed_content("output_dir").endswith("/outputs/cxr/pgd_untargeted_eps0.04_strong")
+
+
+@pytest.mark.parametrize("layer", ["pgd_momentum.yaml", "pgd_strong.yaml"])
+def test_pgd_layer_on_a_recipe_that_is_not_pgd_is_named(bundle_root, tiny_datasets, untrained_weights, tmp_path,
+                                                        layer):
     with pytest.raises(Exception) as info:
-        run_attack(bundle_root, "fundus", ["asma.yaml", "pgd_momentum.yaml"], dataset_dir=str(tiny_datasets["fundus"]),
+        run_attack(bundle_root, "fundus", ["asma.yaml", layer], dataset_dir=str(tiny_datasets["fundus"]),
                    output_dir=str(tmp_path), model_file=str(untrained_weights["fundus"]))
-    assert re.search(r"Unknown option 'momentum' for attack asma.*pgd_momentum.yaml is for PGD recipes",
-                     chain(info.value))
+    assert re.search(r"Unknown option '\w+' for attack asma.*pgd_momentum.yaml and pgd_strong.yaml are for PGD "
+                     r"recipes", chain(info.value))
     assert not any(tmp_path.iterdir())
 
 
