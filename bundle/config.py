@@ -128,6 +128,14 @@ def require_task(task: str, allowed: Sequence[str] | None, recipe: str) -> None:
                          f"for {task} (asma.yaml, pgd_untargeted.yaml, fgsm.yaml) or switch the task file.")
 
 
+def require_layer(attack_target: str, layer: str | None, layer_attacks: Sequence[str] | None) -> None:
+    """Stop a run that layers ``layer`` (e.g. pgd_strong.yaml) on a recipe whose attack it was not made for."""
+    attack = str(attack_target).rsplit(".", 1)[-1]
+    if layer is not None and layer_attacks is not None and attack not in layer_attacks:
+        raise ValueError(f"Config file {layer} is for {' or '.join(layer_attacks)} recipes, but this recipe runs "
+                         f"{attack}; drop {layer} from --config_file (it goes after a pgd_*.yaml recipe).")
+
+
 def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     """Load a state_dict file into ``network`` (``weights_only``), with an error that names the file."""
     path = _existing_checkpoint(path)

@@ -102,7 +102,6 @@ def _check_options(attack: Callable) -> None:
         if name not in valid:
             close = difflib.get_close_matches(name, valid, n=1)
             hint = (f" Did you mean {close[0]!r}? Fix the override (e.g. --attack::{close[0]})." if close else
-                    " Drop the override, or the config file that sets it (pgd_momentum.yaml and pgd_strong.yaml "
-                    "are for PGD recipes).")
+                    " Drop the override, or the config file that sets it.")
             raise ValueError(f"Unknown option {name!r} for attack {attack.func.__name__}; valid options: "
                              f"{', '.join(valid)}.{hint}")
