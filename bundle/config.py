@@ -133,7 +133,8 @@ def require_layer(attack_target: str, layer: str | None, layer_attacks: Sequence
     attack = str(attack_target).rsplit(".", 1)[-1]
     if layer is not None and layer_attacks is not None and attack not in layer_attacks:
         raise ValueError(f"Config file {layer} is for {' or '.join(layer_attacks)} recipes, but this recipe runs "
-                         f"{attack}; drop {layer} from --config_file (it goes after a pgd_*.yaml recipe).")
+                         f"{attack}; drop {layer} from --config_file, or put it after a recipe that runs "
+                         f"{' or '.join(layer_attacks)}.")
 
 
 def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:

@@ -59,12 +59,13 @@ def step_ratio(net: torch.nn.Module, images: torch.Tensor, attack, k: int, repea
     return statistics.median(steps), statistics.median(floors), statistics.median(ratios)
 
 
-def time_to_goal(net, attack, name: str, task: str, images: torch.Tensor, target: torch.Tensor) -> str:
+def time_to_goal(net, attack, name: str, task: str, images: torch.Tensor, target: torch.Tensor,
+                 targeted: bool) -> str:
     """One whole run of the recipe's ``attack`` on ``images``: a table row with its seconds, steps and quality."""
     start = time.perf_counter()
     res = attack(net, images, target)
     seconds = time.perf_counter() - start
-    if not attack.keywords.get("targeted", True):
+    if not targeted:
         reached = f"mean IoU with the ground truth {mean_iou(res.pred, target, 6).mean():.3f}"
     elif task == "cxr":
         reached = f"heart IoU with the symbol {class_iou(res.pred, target, 6)[:, 3].mean():.3f}"
@@ -90,17 +91,18 @@ def main(argv: list[str] | None = None) -> None:
         config = bundle_config(task, ["attack.yaml", *files])
         attack, name = config.get_parsed_content("attack"), config.get_parsed_content("attack_name")
         examples = load_examples(task, "test", n=max(args.batch_sizes))
+        targeted = attack.keywords.get("targeted", True)  # ASMA always is
         if task == "fundus":
             target = swap_targets(examples["label"])
         else:  # untargeted attacks are given the ground truth
-            target = heart_symbol_target(examples["label"]) if attack.keywords["targeted"] else examples["label"]
+            target = heart_symbol_target(examples["label"]) if targeted else examples["label"]
         for b in args.batch_sizes:
             images, tgt = examples["image"][:b], target[:b]
             run = lambda s: attack(net, images, tgt, steps=s, stop_iou=None)  # noqa: E731  (no early stop: s steps)
             step, floor, ratio = step_ratio(net, images, run, args.steps, args.repeats)
             rows.append(f"| {name} | {task} | {b} | {1000 * floor:.1f} | {1000 * step:.1f} | {ratio:.3f} |")
             print(rows[-1], flush=True)
-        goal_rows.append(time_to_goal(net, attack, name, task, examples["image"], target))
+        goal_rows.append(time_to_goal(net, attack, name, task, examples["image"], target, targeted))
         print(goal_rows[-1], flush=True)
     table = "\n".join(["| recipe | task | batch | floor fwd+bwd (ms) | attack step (ms) | ratio |",
                        "|---|---|---|---|---|---|", *rows, "",
