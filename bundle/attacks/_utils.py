@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -13,7 +14,7 @@ from monai.utils import look_up_option
 
 __all__ = ["AttackResult", "Loss", "model_guard", "index_map", "predicted_classes", "check_bounds",
            "check_non_negative", "check_steps", "check_classes", "check_target_classes", "still_running", "store_rows",
-           "check_region", "class_onehot", "segmentation_loss"]
+           "check_region", "class_onehot", "segmentation_loss", "loss_scale"]
 
 
 @dataclass
@@ -206,6 +207,17 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, loss: str | Lo
     if loss == Loss.IOU:
         return -((inter + smooth) / (total - inter + smooth)).mean(1)
     return 1 - ((2 * inter + smooth) / (total + smooth)).mean(1)
+
+
+def loss_scale(images: torch.Tensor) -> float:
+    """The power of two nearest the pixel count ``H * W`` of ``images (B, C, H, W)``, that PGD multiplies its loss by.
+
+    The losses are means over pixels, so the gradient reaching each pixel is about ``1 / (H W)``: under float16
+    autocast many such gradients underflow in the network's backward pass (13 % of the CXR model's input-gradient
+    signs wrong at 256 x 256, docs/benchmarks.md). Scaled, they have the size of a sum over pixels, as ASMA's
+    objective has. A power of two is exact in float32, so the sign step and the normalised momentum do not change.
+    """
+    return 2.0 ** round(math.log2(images[0, 0].numel()))
 
 
 def _margin_loss(logits: torch.Tensor, target: torch.Tensor, onehot: torch.Tensor, targeted: bool) -> torch.Tensor:

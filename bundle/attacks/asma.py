@@ -12,7 +12,7 @@ from bundle.attacks._utils import (AttackResult, check_bounds, check_non_negativ
                                   index_map, model_guard, predicted_classes, still_running, store_rows)
 from bundle.metrics import paper_iou
 
-__all__ = ["asma", "AsmaVariant"]
+__all__ = ["asma", "asma_objective", "AsmaVariant"]
 
 
 class AsmaVariant(str, Enum):
@@ -92,9 +92,7 @@ def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
             keep = still_running(iou >= stop_iou if stop_iou is not None else None)
             if keep is not None and not keep.any():
                 break
-            objective = logits.float().gather(1, t[:, None])[:, 0]
-            if variant != AsmaVariant.SSM:
-                objective = objective * (pred != t)
+            objective = asma_objective(logits, pred, t, adaptive=variant != AsmaVariant.SSM)
             (grad,) = torch.autograd.grad(objective.sum() if keep is None else objective[keep].sum(), x)
             if keep is not None:  # samples that reached the target leave the batch
                 store_rows(out, best, active)
@@ -106,3 +104,12 @@ def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
     store_rows(out, best, active)
     return AttackResult(adv=out["adv"], steps=steps_run, pred=out["pred"][:, None], score=out["iou"])
 
+
+def asma_objective(logits: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, adaptive: bool = True) -> torch.Tensor:
+    """``(B, H, W)`` float32: each pixel's logit of its ``target`` class, times ``pred != target`` when ``adaptive``.
+
+    ``logits`` ``(B, K, H, W)``; ``pred`` and ``target`` ``(B, H, W)`` long. Its gradient, summed over pixels, is
+    ASMA's perturbation ``P_n`` (SSM without the adaptive mask).
+    """
+    objective = logits.float().gather(1, target[:, None])[:, 0]
+    return objective * (pred != target) if adaptive else objective

@@ -10,8 +10,8 @@ import torch
 from monai.utils import look_up_option
 
 from bundle.attacks._utils import (AttackResult, check_bounds, check_classes, check_non_negative, check_region,
-                                   check_steps, check_target_classes, class_onehot, index_map, model_guard,
-                                   predicted_classes, segmentation_loss, still_running, store_rows)
+                                   check_steps, check_target_classes, class_onehot, index_map, loss_scale,
+                                   model_guard, predicted_classes, segmentation_loss, still_running, store_rows)
 from bundle.metrics import paper_iou
 
 __all__ = ["pgd"]
@@ -36,7 +36,8 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
         g_t = grad_x J(x_t, y) / mean|grad_x J(x_t, y)| + momentum * g_{t-1}    (y: target or ground truth)
 
     ``clip_{x, eps}`` projects onto the eps ball around ``images`` and onto ``bounds``; ``region`` zeroes the
-    perturbation outside a mask (the paper's receptive-field and bounding-box experiments). The defaults are the
+    perturbation outside a mask (the paper's receptive-field and bounding-box experiments). ``J`` is multiplied by
+    :func:`loss_scale` before the backward pass so that float16 autocast keeps its gradients. The defaults are the
     heart-attack paper's (``alpha_t = eps / 20``, no momentum); ``momentum`` (Dong et al.'s, each sample's
     gradient scaled by its mean absolute value) with ``schedule="cosine"`` is this bundle's faster variant: at
     the paper's eps and 100 steps it draws the heart symbols that the paper's steps draw only after about 1000
@@ -97,6 +98,7 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
     active = torch.arange(n, device=images.device)
     origin, t = images, tgt  # aligned with the active samples
     velocity = None  # the momentum's running gradient
+    grad_scale = loss_scale(images)  # keeps float16 autocast's gradients from underflowing
     with model_guard(model):
         for step in range(steps + 1):
             x.requires_grad_(step < steps)
@@ -116,7 +118,8 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
             if keep is not None and not keep.any():
                 break
             per_sample = segmentation_loss(logits, t, loss, loss_classes, onehot, targeted=targeted)
-            (grad,) = torch.autograd.grad(per_sample.sum() if keep is None else per_sample[keep].sum(), x)
+            objective = per_sample.sum() if keep is None else per_sample[keep].sum()
+            (grad,) = torch.autograd.grad(grad_scale * objective, x)
             if keep is not None:  # finished samples leave the batch
                 store_rows(out, {"adv": x.detach(), "pred": pred, "score": iou}, active)
                 active, x, grad, origin, t, onehot = (v[keep] for v in (active, x, grad, origin, t, onehot))
