@@ -1,7 +1,10 @@
 """Known-answer tests of the attacks on a per-pixel linear segmenter whose decision boundary is exact."""
 
+from collections import Counter
+
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from bundle.attacks import asma, fgsm, pgd
 from bundle.attacks._utils import predicted_classes, segmentation_loss
@@ -186,6 +189,46 @@ def test_attack_under_no_grad_and_batchnorm_in_train_mode():
     assert net.training and torch.equal(net[1].running_mean, running)
     assert (res.adv != images).any()
     assert all(p.grad is None for p in net.parameters())
+
+
+class HostSyncCounter(TorchFunctionMode):
+    """Counts the tensor operations that make the host wait for the device (a GPU's ``.item()`` and the like)."""
+
+    SYNCS = {"__bool__", "__int__", "__float__", "__index__", "item", "tolist", "numpy", "cpu", "nonzero", "equal",
+             "masked_select"}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        index = args[1] if name in ("__getitem__", "__setitem__") else ()
+        bool_index = any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                         for i in (index if isinstance(index, tuple) else (index,)))
+        if name in self.SYNCS or bool_index:
+            self.calls[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("attack", ["asma", "pgd", "pgd_momentum_margin"])
+def test_host_syncs_per_step_none_without_early_stopping_one_with_it(attack):
+    """The issue allows no host synchronisation per step except what early stopping needs: the stop decision."""
+    net = linear_segmenter(3)
+    images, target = make_case(3, 4)
+    run = {"asma": lambda steps, stop: asma(net, images, target, bounds=(0.0, 1.0), steps=steps, beta=1e-9, tau=1e-9,
+                                            stop_iou=stop),
+           "pgd": lambda steps, stop: pgd(net, images, target, eps=0.01, steps=steps, bounds=(0.0, 1.0), stop_iou=stop),
+           "pgd_momentum_margin": lambda steps, stop: pgd(net, images, target, eps=0.01, steps=steps, bounds=(0.0, 1.0),
+                                                          loss="margin", momentum=0.75, schedule="cosine",
+                                                          stop_iou=stop)}[attack]
+    for stop, per_step in ((None, 0), (1.0, 1)):  # steps tiny enough that no sample reaches the target
+        counts = []
+        for steps in (2, 12):
+            with HostSyncCounter() as counter:
+                run(steps, stop)
+            counts.append(sum(counter.calls.values()))
+        assert counts[1] - counts[0] == 10 * per_step, (stop, counts)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
