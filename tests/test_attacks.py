@@ -149,17 +149,27 @@ def test_asma_stops_each_sample_and_keeps_its_best_iterate():
     torch.testing.assert_close(res.score, paper_iou(res.pred, target))
 
 
-@pytest.mark.parametrize("attack", ["pgd", "asma"])
-def test_attacks_reach_the_target_under_bfloat16_autocast(attack):
-    net = linear_segmenter(3)
-    images, target = make_case(3, batch=4)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        if attack == "pgd":
-            res = pgd(net, images, target, eps=0.5, alpha=0.05, steps=40, bounds=(0.0, 1.0))
-        else:
-            res = asma(net, images, target, bounds=(0.0, 1.0), steps=200, beta=0.5, tau=0.01, stop_iou=1.0)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("amp", [None, torch.bfloat16, torch.float16], ids=["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("attack", ["pgd", "pgd_momentum", "asma"])
+def test_attacks_reach_the_target_on_every_device_and_under_autocast(device, amp, attack):
+    """The images' device is the attack's; under autocast the adversarial images stay float32 inside bounds."""
+    net = linear_segmenter(3).to(device)
+    images, target = (v.to(device) for v in make_case(3, batch=4))
+    run = {"pgd": lambda: pgd(net, images, target, eps=0.5, alpha=0.05, steps=40, bounds=(0.0, 1.0), stop_iou=1.0),
+           "pgd_momentum": lambda: pgd(net, images, target, eps=0.5, steps=40, bounds=(0.0, 1.0), stop_iou=1.0,
+                                       momentum=0.75, schedule="cosine"),
+           "asma": lambda: asma(net, images, target, bounds=(0.0, 1.0), steps=200, beta=0.5, tau=0.01, stop_iou=1.0)}
+    with torch.autocast(device, dtype=amp or torch.float32, enabled=amp is not None):
+        res = run[attack]()
+    assert all(v.device.type == device for v in (res.adv, res.pred, res.score, res.steps))
     assert res.adv.dtype == images.dtype and res.adv.min() >= 0 and res.adv.max() <= 1
-    assert paper_iou(res.pred, target).min() == 1.0
+    if attack != "asma":
+        assert (res.adv - images).abs().max() <= 0.5 + 1e-6
+    assert paper_iou(res.pred, target).min() == 1.0 and (res.steps < {"asma": 200}.get(attack, 40)).all()
 
 
 @pytest.mark.parametrize("attack", ["asma", "pgd", "pgd_momentum"])
