@@ -137,8 +137,8 @@ def test_untargeted_pgd_destroys_the_segmentation(cxr, files):
 
 
 def test_float16_pgd_steps_follow_the_float32_gradient(cxr):
-    """Under float16 autocast (a GPU's usual mixed precision; the CPU runs the same float16 arithmetic) one PGD
-    step of the shipped CXR model moves the pixels as in float32. The losses are means over 65,536 pixels and,
+    """Under float16 autocast (a GPU's usual mixed precision, here the CPU's float16 autocast) one PGD step of the
+    shipped CXR model moves the pixels as in float32. The losses are means over 65,536 pixels and,
     unscaled, their gradients underflow inside the network: 86.7 % of the signs agreed (docs/benchmarks.md)."""
     net, batch = cxr
     images, target = batch["image"][:2], heart_symbol_target(batch["label"][:2])
