@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import torch
 
 from bundle import load_examples, load_network
-from bundle.attacks._utils import loss_scale, predicted_classes, segmentation_loss
+from bundle.attacks._utils import check_classes, loss_scale, model_guard, predicted_classes, segmentation_loss
 from bundle.attacks.asma import asma_objective
 from bundle.targets import heart_symbol_target, swap_targets
 
@@ -40,21 +40,14 @@ def row(attack: str, dtype: str, factor: float, grad: torch.Tensor, reference: t
             f"{(grad.sign() == reference.sign()).float().mean():.4f} |")
 
 
-def frozen(task: str, device: torch.device) -> torch.nn.Module:
-    net = load_network(task).to(device)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
-
-
-def pgd_rows(device: torch.device, cases: int) -> Iterator[str]:
-    net = frozen("cxr", device)
+def pgd_rows(net: torch.nn.Module, device: torch.device, cases: int) -> Iterator[str]:
+    """Rows for the CXR model ``net`` (on ``device``, inside ``model_guard``) and its first ``cases`` test cases."""
     batch = load_examples("cxr", "test", n=cases)
     images = batch["image"].to(device)
     target = heart_symbol_target(batch["label"])[:, 0].to(device)
     scale = loss_scale(images)
     for loss in ("iou", "ce", "margin"):
-        classes = torch.arange(0 if loss == "ce" else 1, 6, device=device)
+        classes = torch.tensor(check_classes(None, net(images[:1]).shape[1], loss), device=device)  # pgd's default
         reference = input_gradient(lambda z: segmentation_loss(z, target, loss, classes).sum(), net, images, None)
         for name, dtype in DTYPES.items():
             for factor in (1.0, scale):
@@ -63,8 +56,8 @@ def pgd_rows(device: torch.device, cases: int) -> Iterator[str]:
                 yield row(f"pgd, {loss}", name, factor, grad, reference) + " - |"
 
 
-def asma_rows(device: torch.device, cases: int) -> Iterator[str]:
-    net = frozen("fundus", device)
+def asma_rows(net: torch.nn.Module, device: torch.device, cases: int) -> Iterator[str]:
+    """Rows for the fundus model ``net`` (on ``device``, inside ``model_guard``) and its first ``cases`` test cases."""
     batch = load_examples("fundus", "test", n=cases)
     images, target = batch["image"].to(device), swap_targets(batch["label"])[:, 0].to(device)
     objective = lambda z: asma_objective(z, predicted_classes(z), target).sum()  # noqa: E731
@@ -82,14 +75,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.cases < 2:
         parser.error(f"--cases should be at least 2 (ASMA's target is another case's label), got {args.cases}")
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device} is not a torch device; use cpu or cuda (cuda:1, ...)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch sees no CUDA device; use --device cpu")
     print(f"Device: {device}, the first {args.cases} test cases; agreement and error against float32's gradient\n")
     print("| attack, loss | autocast | loss multiplied by | zeros | largest | sign agreement | relative L2 error |")
     print("|---|---|---|---|---|---|---|", flush=True)
-    for line in pgd_rows(device, args.cases):
-        print(line, flush=True)
-    for line in asma_rows(device, args.cases):
-        print(line, flush=True)
+    for task, rows in (("cxr", pgd_rows), ("fundus", asma_rows)):
+        net = load_network(task).to(device)
+        with model_guard(net):
+            for line in rows(net, device, args.cases):
+                print(line, flush=True)
 
 
 if __name__ == "__main__":

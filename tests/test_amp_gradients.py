@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from bundle.config import BUNDLE_ROOT
 
 
@@ -30,3 +33,14 @@ def test_a_single_case_is_refused():
     result = run_script("--cases", "1")
     assert result.returncode == 2 and "--cases should be at least 2 (ASMA's target is another case's label), got 1" \
         in result.stderr
+
+
+def test_a_device_torch_does_not_know_is_refused():
+    result = run_script("--device", "gpu")
+    assert result.returncode == 2 and "--device gpu is not a torch device; use cpu or cuda" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here")
+def test_cuda_without_a_cuda_device_is_refused():
+    result = run_script("--device", "cuda")
+    assert result.returncode == 2 and "--device cuda: this torch sees no CUDA device; use --device cpu" in result.stderr
