@@ -110,17 +110,33 @@ def run_experiment(exp: Experiment, root: Path, cases: int, steps: int | None) -
 
 @contextlib.contextmanager
 def _output_to(log):
-    """Send prints and every logging stream handler (MONAI's and Ignite's loggers hold the real stdout /
-    stderr from import time) to ``log`` for the duration, then put them back."""
-    handlers = [h for name in [None, *logging.root.manager.loggerDict] for h in logging.getLogger(name).handlers
-                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
-    streams = [h.setStream(log) for h in handlers]
+    """Send prints, and the logging handlers that write to the console (MONAI's and Ignite's loggers hold the
+    real stdout / stderr from import time), to ``log`` for the duration, then put back exactly what was there.
+
+    Handlers writing anywhere else (files, pytest's log capture) are left alone.
+    """
+    handlers = _console_handlers()
+    saved = [(h, h.stream) for h in handlers]
     try:
+        for handler in handlers:
+            handler.setStream(log)
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             yield
     finally:
-        for handler, stream in zip(handlers, streams):
+        for handler, stream in saved:
             handler.setStream(stream)
+
+
+def _console_handlers() -> list[logging.StreamHandler]:
+    """Every logging ``StreamHandler`` (each once) whose stream is this process's stdout or stderr."""
+    consoles = {id(s) for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) if s is not None}
+    loggers = [logging.root, *(v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    found: dict[int, logging.StreamHandler] = {}
+    for logger in loggers:
+        for h in logger.handlers:
+            if isinstance(h, logging.StreamHandler) and id(getattr(h, "stream", None)) in consoles:
+                found.setdefault(id(h), h)
+    return list(found.values())
 
 
 def read_rows(path: Path, cases: int) -> list[dict]:
