@@ -16,17 +16,24 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def test_scaled_float16_gradients_keep_their_signs_and_unscaled_ones_do_not():
+def test_scaled_float16_gradients_keep_their_signs_and_are_no_worse_than_unscaled_ones():
+    """What holds on any processor: with ``loss_scale`` float16 gradients have almost no zeros and keep their
+    signs, and scaling never makes them worse (a power-of-two factor is exact unless something underflows).
+    How wrong the unscaled ones are depends on the processor's float16 kernels (3.6 % zeros on the machine of
+    docs/benchmarks.md, 0.73 % on another), so that figure is in the benchmarks, not asserted here."""
     result = run_script("--cases", "2")
     assert result.returncode == 0, result.stderr
-    rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| pgd")]
-    assert len(rows) == 12  # 3 losses x 2 dtypes x (unscaled, scaled)
-    for attack, dtype, factor, zeros, _, agreement, _ in (map(str.strip, row) for row in rows):
-        if dtype == "float16" and factor == "65536":
-            assert float(zeros) < 0.001 and float(agreement) >= 0.97, (attack, zeros, agreement)
-        if dtype == "float16" and factor == "1":  # what loss_scale is for: underflow to 0, wrong signs
-            assert float(zeros) > 0.01 and float(agreement) < 0.95, (attack, zeros, agreement)
-    assert sum(line.startswith("| asma") for line in result.stdout.splitlines()) == 2
+    lines = result.stdout.splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| pgd")]
+    assert len(rows) == 12 and all(len(r) == 7 for r in rows)  # 3 losses x 2 dtypes x (unscaled, scaled)
+    table = {(attack, dtype, factor): (float(zeros), float(agreement))
+             for attack, dtype, factor, zeros, _, agreement, _ in rows}
+    assert all(0 <= z <= 1 and 0 <= a <= 1 for z, a in table.values())
+    for attack in ("pgd, iou", "pgd, ce", "pgd, margin"):
+        (zeros, agreement), (zeros_1, agreement_1) = table[attack, "float16", "65536"], table[attack, "float16", "1"]
+        assert zeros < 0.001 and agreement >= 0.97, (attack, zeros, agreement)
+        assert zeros <= zeros_1 and agreement >= agreement_1, (attack, zeros, zeros_1, agreement, agreement_1)
+    assert sum(line.startswith("| asma") for line in lines) == 2
 
 
 def test_a_single_case_is_refused():
