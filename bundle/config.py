@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
-import glob
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -14,10 +13,11 @@ from monai.bundle import ConfigParser
 from monai.utils import look_up_option
 
 from bundle.data import TASKS, ensure_dataset, read_datalist
+from bundle.inputs import attach_targets, has_labels, input_cases, with_case_ids
 from bundle.networks import ARCHITECTURES
-from bundle.targets import derangement
+from bundle.targets import derangement, edited_target, parse_target_edit
 
-__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "file_list", "with_swapped_targets", "require_task", "load_weights", "attack_settings", "file_digest"]
+__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "require_task", "load_weights", "attack_settings", "file_digest"]
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("target", "surrogate")
@@ -62,28 +62,23 @@ def case_list(task: str, dataset_dir: str | Path, split: str, num_cases: int | N
     if num_cases is not None and (not isinstance(num_cases, int) or num_cases < 1):
         raise ValueError(f"Option num_cases should be a positive integer or null (all cases), got {num_cases!r}.")
     ensure_dataset(task, dataset_dir, split=split)
-    items = read_datalist(dataset_dir, split)[:num_cases]
+    items = with_case_ids(read_datalist(dataset_dir, split))[:num_cases]
     if not items:
         raise ValueError(f"Split {split!r} of {dataset_dir} holds no case; check dataset_dir and the datalist.")
     return items
 
 
-def file_list(files: str | Sequence[str], num_cases: int | None = None) -> list[dict]:
-    """Items ``{"image": path}`` of image files given as a list of paths or one glob pattern (sorted).
+def run_cases(task: str, dataset_dir: str | Path, split: str, num_cases: int | None = None,
+              input_files: str | Sequence[str] | None = None) -> list[dict]:
+    """The cases of a run: the user's ``input_files`` (paths, globs, folders; unlabelled) if given, else ``split``.
 
-    Raises ``FileNotFoundError`` naming the first missing file, or the pattern that matched nothing.
+    Every item gets a ``case`` id that names its outputs (:func:`bundle.inputs.case_ids`).
     """
-    if isinstance(files, (str, Path)):
-        paths = sorted(glob.glob(str(files)))
-        if not paths:
-            raise FileNotFoundError(f"Option input_files: pattern {str(files)!r} matches no file; give existing "
-                                    f"image paths or a glob such as 'scans/*.dcm'.")
-    else:
-        paths = [str(p) for p in files]
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"Option input_files: {path} does not exist or is not a file.")
-    return [{"image": path} for path in paths[:num_cases]]
+    if input_files is None:
+        return case_list(task, dataset_dir, split, num_cases)
+    if num_cases is not None and (not isinstance(num_cases, int) or num_cases < 1):
+        raise ValueError(f"Option num_cases should be a positive integer or null (all cases), got {num_cases!r}.")
+    return input_cases(input_files, num_cases)
 
 
 def with_swapped_targets(items: list[dict], seed: int = 0) -> list[dict]:
@@ -96,6 +91,31 @@ def with_swapped_targets(items: list[dict], seed: int = 0) -> list[dict]:
         raise ValueError(f"Swapped targets need at least 2 cases, got {len(items)}; raise num_cases.")
     order = derangement(len(items), seed).tolist()
     return [dict(item, target=items[j]["label"]) for item, j in zip(items, order)]
+
+
+def asma_cases(items: list[dict], target_files: str | Sequence[str] | None = None, target_edit: str | None = None,
+               seed: int = 0) -> list[dict]:
+    """ASMA's cases with their targets: ``target_files`` (one label map per input), a ``target`` column of the
+    datalist, a ``target_edit`` made at attack time from each reference, or else another case's label."""
+    if target_edit is not None:
+        if target_files is not None:
+            raise ValueError("Options target_files and target_edit exclude each other; give one of them.")
+        return items
+    if target_files is not None:
+        return attach_targets(items, target_files)
+    if all(item.get("target") for item in items):
+        return items
+    if not has_labels(items):
+        raise ValueError("ASMA on your own images needs a target: give one target label map per input "
+                         "(--target_files, or --target on the command line) or an edit of the clean prediction "
+                         "(--target_edit remove:<class>, scale:<class>:1.4 or shift:<class>:0.1,0).")
+    return with_swapped_targets(items, seed)
+
+
+def target_editor(edit: str, class_names: Sequence[str]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``label -> edited_target(label, edit, class_names)``, the edit checked now, before any case runs."""
+    parse_target_edit(edit, class_names)
+    return functools.partial(edited_target, edit=edit, class_names=list(class_names))
 
 
 def check_model_grid(model_grid: Sequence[int]) -> list[int]:

@@ -35,12 +35,13 @@ def _contours(ax, label: torch.Tensor, num_classes: int, style: str = "-", colou
 
 def render_overlay(image: torch.Tensor, adv: torch.Tensor, label: torch.Tensor, adv_pred: torch.Tensor,
                    target: torch.Tensor, *, bounds: Sequence[float], class_names: Sequence[str],
-                   title: str = "", dpi: int = 100) -> np.ndarray:
+                   title: str = "", reference: str = "ground truth", dpi: int = 100) -> np.ndarray:
     """Three panels as an RGB ``(H', W', 3)`` uint8 array.
 
     Args:
         image, adv: ``(C, H, W)`` clean and adversarial images in the model domain ``bounds``.
-        label, adv_pred, target: ``(1, H, W)`` ground truth, adversarial prediction, attack target.
+        label, adv_pred, target: ``(1, H, W)`` reference, adversarial prediction, attack target.
+        reference: what ``label`` is, in the first panel's title: ``"ground truth"`` or ``"clean prediction"``.
         class_names: names in label order (index 0 = background, not drawn).
     """
     n = len(class_names)
@@ -48,7 +49,7 @@ def render_overlay(image: torch.Tensor, adv: torch.Tensor, label: torch.Tensor, 
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4), dpi=dpi)
     axes[0].imshow(_display(image, bounds), cmap=cmap, vmin=0, vmax=1)
     _contours(axes[0], label, n)
-    axes[0].set_title("clean image, ground truth")
+    axes[0].set_title(f"clean image, reference: {reference}")
     axes[1].imshow(_display(adv, bounds), cmap=cmap, vmin=0, vmax=1)
     _contours(axes[1], target, n, style="--", colour="#d0d0d0")
     _contours(axes[1], adv_pred, n)

@@ -12,6 +12,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from bundle.attacks._utils import AttackResult, model_guard
+from bundle.handlers.attack_metrics import CLEAN_PREDICTION
 
 __all__ = ["AttackHandler", "AMP_DTYPES"]
 
@@ -22,7 +23,8 @@ class AttackHandler:
     """Attack each evaluator batch; results go into ``engine.state.output`` for metric writers and savers.
 
     The evaluator must run with ``decollate=False`` and no post-processing so that its output holds the
-    batched ``image`` (B, C, H, W), ``label`` (B, 1, H, W) and ``pred`` logits (B, K, H, W). Added keys:
+    batched ``image`` (B, C, H, W), ``label`` (B, 1, H, W) and ``pred`` logits (B, K, H, W); without a label
+    (the user's own files) the clean prediction becomes ``label`` and ``reference`` says so. Added keys:
     ``clean_pred`` / ``adv_pred`` (B, 1, H, W) long predictions of the evaluated network, ``target``
     (B, 1, H, W), ``adv`` (B, C, H, W), ``steps`` (B,) and ``seconds`` (B,): the batch's attack time split
     evenly over its cases.
@@ -68,8 +70,11 @@ class AttackHandler:
 
     def __call__(self, engine: Engine) -> None:
         out = engine.state.output
-        images, label = out["image"], out["label"].long()
-        network = engine.network
+        images, network = out["image"], engine.network
+        clean_pred = out["pred"].argmax(1, keepdim=True)
+        if out.get("label") is None:  # the user's own unlabelled files: the clean prediction is the reference
+            out.update(label=clean_pred, reference=CLEAN_PREDICTION)
+        label = out["label"].long()
         if self.target_key is not None:
             target = engine.state.batch[self.target_key].to(label.device).long()
         else:
@@ -84,7 +89,7 @@ class AttackHandler:
         with model_guard(network), torch.no_grad():
             adv_pred = network(result.adv).argmax(1, keepdim=True)
         out.update(
-            clean_pred=out["pred"].argmax(1, keepdim=True),
+            clean_pred=clean_pred,
             adv_pred=adv_pred,
             target=target,
             adv=result.adv.detach(),

@@ -30,13 +30,22 @@ __all__ = ["AttackMetricsWriter", "pending_cases", "case_names", "METRICS_FILE",
 
 METRICS_FILE = "metrics.csv"
 SETTINGS_FILE = "settings.json"
-TEXT_COLUMNS = ("case", "task", "attack")
+TEXT_COLUMNS = ("case", "task", "attack", "reference")
+GROUND_TRUTH, CLEAN_PREDICTION = "ground truth", "clean prediction"  # what a run's IoU columns compare with
 
 
-def case_names(images: torch.Tensor) -> list[str]:
-    """File stems of a batched ``MetaTensor``'s sources (``meta["filename_or_obj"]``)."""
-    names = images.meta["filename_or_obj"]
+def case_names(engine: Engine) -> list[str]:
+    """Case ids of the engine's batch: its ``case`` key (unique per input, :mod:`bundle.inputs`), else the file
+    stems of the batched image's sources (``meta["filename_or_obj"]``)."""
+    batch = engine.state.batch
+    if isinstance(batch, dict) and "case" in batch:
+        return [str(c) for c in batch["case"]]
+    names = engine.state.output["image"].meta["filename_or_obj"]
     return [Path(str(n)).stem for n in ([names] if isinstance(names, str) else names)]
+
+
+def _case(item: dict) -> str:
+    return str(item.get("case") or Path(str(item["image"])).stem)
 
 
 def _read_rows(path: Path) -> dict[str, dict]:
@@ -91,17 +100,19 @@ def pending_cases(items: Sequence[dict], output_dir: str | Path, settings: dict 
             raise ValueError(f"{output_dir} holds the results of {len(done)} cases attacked with other settings "
                              f"({'; '.join(changes)}); pass --output_dir with a new folder for this run, or delete "
                              f"{output_dir} to start it over.")
-    return [item for item in items if Path(str(item["image"])).stem not in done]
+    return [item for item in items if _case(item) not in done]
 
 
 class AttackMetricsWriter:
     """Per-case metrics of an attack run (after :class:`~bundle.handlers.AttackHandler` and the savers).
 
-    Columns: ``case, task, attack, eps, steps, seconds, target_iou`` (the ASMA paper's IoU of the adversarial
-    prediction with the target), ``pixel_accuracy`` (with the target), ``l2, linf`` (perturbation in model
-    units), ``clean_miou_gt, adv_miou_gt`` (mean foreground IoU with the ground truth), then per class
+    Columns: ``case, task, attack, reference, eps, steps, seconds, target_iou`` (the ASMA paper's IoU of the
+    adversarial prediction with the target), ``pixel_accuracy`` (with the target), ``l2, linf`` (perturbation in
+    model units), ``clean_miou_gt, adv_miou_gt`` (mean foreground IoU with the ground truth), then per class
     ``iou_<class>`` (adversarial prediction vs target), ``gt_iou_<class>`` (vs ground truth) and
     ``clean_iou_<class>`` (clean prediction vs ground truth, the papers' "no attack" columns).
+    Cases without a label map (the user's own files) are compared with the clean prediction instead: ``reference``
+    says ``clean prediction`` and the columns are ``adv_miou_ref`` and ``ref_iou_<class>``.
 
     Args:
         output_dir: folder of ``metrics.csv``, ``summary.csv``, ``summary.md``.
@@ -145,22 +156,30 @@ class AttackMetricsWriter:
         n = len(self.class_names)
         label, target = out["label"].long(), out["target"]
         clean, adv_pred = out["clean_pred"], out["adv_pred"]
+        reference = out.get("reference", GROUND_TRUTH)
         delta = out["adv"] - out["image"]
         columns = {
             "steps": out["steps"], "seconds": out["seconds"],
             "target_iou": paper_iou(adv_pred, target), "pixel_accuracy": pixel_accuracy(adv_pred, target),
             "l2": l2_norm(delta), "linf": linf_norm(delta),
-            "clean_miou_gt": mean_iou(clean, label, n), "adv_miou_gt": mean_iou(adv_pred, label, n),
         }
-        to_target, to_truth, clean_to_truth = (class_iou(p, t, n) for p, t in
-                                               ((adv_pred, target), (adv_pred, label), (clean, label)))
+        to_target, to_reference = class_iou(adv_pred, target, n), class_iou(adv_pred, label, n)
+        if reference == GROUND_TRUTH:
+            columns.update(clean_miou_gt=mean_iou(clean, label, n), adv_miou_gt=mean_iou(adv_pred, label, n))
+            clean_to_truth = class_iou(clean, label, n)
+        else:  # the reference is the clean prediction itself: its "clean" columns would all be 1
+            columns.update(adv_miou_ref=mean_iou(adv_pred, label, n))
         for i, name in enumerate(self.class_names):
-            columns[f"iou_{name}"], columns[f"gt_iou_{name}"] = to_target[:, i], to_truth[:, i]
-            columns[f"clean_iou_{name}"] = clean_to_truth[:, i]
+            columns[f"iou_{name}"] = to_target[:, i]
+            if reference == GROUND_TRUTH:
+                columns[f"gt_iou_{name}"], columns[f"clean_iou_{name}"] = to_reference[:, i], clean_to_truth[:, i]
+            else:
+                columns[f"ref_iou_{name}"] = to_reference[:, i]
         columns.update(out.get("extra_metrics", {}))  # e.g. the round trip through the written files
         columns = {k: v.detach().cpu() for k, v in columns.items()}
-        for i, case in enumerate(case_names(out["image"])):
-            row = {"case": case, "task": self.task, "attack": self.attack_name, "eps": "" if self.eps is None else self.eps}
+        for i, case in enumerate(case_names(engine)):
+            row = {"case": case, "task": self.task, "attack": self.attack_name, "reference": reference,
+                   "eps": "" if self.eps is None else self.eps}
             row.update({k: (int(v[i]) if k == "steps" else float(v[i])) for k, v in columns.items()})
             self.rows[case] = row
         self._write_rows()
@@ -213,7 +232,9 @@ class AttackMetricsWriter:
         summary = summarise(rows, numeric)
         write_csv(self.output_dir / "summary.csv", summary)
         table = markdown_table(summary)
+        reference = rows[0].get("reference") or GROUND_TRUTH
+        title = f"{self.attack_name} on {self.task}: {len(rows)} cases (reference: {reference})"
         with atomic_path(self.output_dir / "summary.md") as tmp:
-            tmp.write_text(f"# {self.attack_name} on {self.task}: {len(rows)} cases\n\n{table}")
-        print(f"\n{self.attack_name} on {self.task}, {len(rows)} cases -> {self.output_dir}\n{table}", flush=True)
+            tmp.write_text(f"# {title}\n\n{table}")
+        print(f"\n{title} -> {self.output_dir}\n{table}", flush=True)
 

@@ -21,7 +21,7 @@ from pydicom.uid import generate_uid
 
 from bundle._files import safe_name
 from bundle.attacks._utils import model_guard
-from bundle.handlers.attack_metrics import case_names
+from bundle.handlers.attack_metrics import GROUND_TRUTH, case_names
 from bundle.io import (UIDMap, deidentify_file, label_to_native, perturbation_to_stored, photo_perturbation_to_uint8,
                        write_derived_dicom, write_nifti, write_png, write_secondary_capture, write_seg)
 from bundle.metrics import paper_iou
@@ -69,7 +69,7 @@ class ClinicalExporter:
         out = engine.state.output
         written, extra = [], {"roundtrip_target_iou": [], "l2_stored": [], "linf_stored": []}
         sources = out["image"].meta["filename_or_obj"]
-        for i, case in enumerate(case_names(out["image"])):
+        for i, case in enumerate(case_names(engine)):
             source = Path(str(sources[i]))
             folder = self.folder / safe_name(case)
             if source.suffix.lower() == ".dcm":
@@ -107,7 +107,8 @@ class ClinicalExporter:
                       series_instance_uid=uid(key), series_number=number, content_label=key.upper()[:16],
                       deidentify=self.uid_map)
         overlay = render_overlay(out["image"][i], out["adv"][i], out["label"][i], out["adv_pred"][i], out["target"][i],
-                                 bounds=self.bounds, class_names=self.class_names, title=description)
+                                 bounds=self.bounds, class_names=self.class_names, title=description,
+                                 reference=out.get("reference", GROUND_TRUTH))
         write_secondary_capture(source, overlay, folder / "overlay.dcm", series_instance_uid=uid("overlay"),
                                 series_description=f"{self.attack_name}: overlay", deidentify=self.uid_map)
         if self.nifti:

@@ -9,7 +9,7 @@ from ignite.engine import Engine, Events
 from PIL import Image
 
 from bundle._files import atomic_path, safe_name
-from bundle.handlers.attack_metrics import case_names
+from bundle.handlers.attack_metrics import GROUND_TRUTH, case_names
 from bundle.visualize import render_overlay
 
 __all__ = ["OverlaySaver"]
@@ -37,11 +37,12 @@ class OverlaySaver:
 
     def __call__(self, engine: Engine) -> None:
         out = engine.state.output
-        for i, case in enumerate(case_names(out["image"])):
+        for i, case in enumerate(case_names(engine)):
             if self.max_cases is not None and self.count >= self.max_cases:
                 return
             rgb = render_overlay(out["image"][i], out["adv"][i], out["label"][i], out["adv_pred"][i], out["target"][i],
-                                 bounds=self.bounds, class_names=self.class_names, title=case)
+                                 bounds=self.bounds, class_names=self.class_names, title=case,
+                                 reference=out.get("reference", GROUND_TRUTH))
             with atomic_path(self.folder / f"{safe_name(case)}.png") as tmp:
                 Image.fromarray(rgb).save(tmp)
             self.count += 1

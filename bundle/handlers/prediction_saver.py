@@ -50,7 +50,7 @@ class PredictionSaver:
         out = engine.state.output
         preds = out["pred"].argmax(1, keepdim=True)
         sources = out["image"].meta["filename_or_obj"]
-        for i, case in enumerate(case_names(out["image"])):
+        for i, case in enumerate(case_names(engine)):
             source = Path(str(sources[i]))
             folder = self.output_dir / safe_name(case)
             label = label_to_native(preds[i], native_size(source))
