@@ -26,6 +26,7 @@ from monai.bundle import run as bundle_run
 from tqdm import tqdm
 
 from bundle.config import BUNDLE_ROOT
+from bundle.handlers.attack_metrics import TEXT_COLUMNS
 from bundle.networks import ARCHITECTURES
 from published import EPS, FGSM_LOSSES, RESIZE_FACTORS
 
@@ -143,7 +144,7 @@ def read_rows(path: Path, cases: int) -> list[dict]:
     """The first ``cases`` rows of a ``metrics.csv`` in case order, numbers as floats."""
     with open(path, newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: r["case"])[:cases]
-    return [{k: (v if k in ("case", "task", "attack") else float(v or "nan")) for k, v in r.items()} for r in rows]
+    return [{k: (v if k in TEXT_COLUMNS else float(v or "nan")) for k, v in r.items()} for r in rows]
 
 
 def region_example(steps: int | None) -> dict[str, torch.Tensor]:
