@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,10 +19,26 @@ from bundle.inputs import attach_targets, has_labels, input_cases, with_case_ids
 from bundle.networks import ARCHITECTURES
 from bundle.targets import derangement, edited_target, parse_target_edit
 
-__all__ = ["BUNDLE_ROOT", "VARIANTS", "bundle_config", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "require_task", "load_weights", "attack_settings", "file_digest"]
+__all__ = ["BUNDLE_ROOT", "IS_CHECKOUT", "work_root", "VARIANTS", "bundle_config", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "check_inputs", "check_output_dir", "is_torchscript", "network_or_torchscript", "network_settings", "require_task", "load_weights", "attack_settings", "file_digest"]
 
-BUNDLE_ROOT = Path(__file__).resolve().parents[1]
+def _bundle_root() -> tuple[Path, bool]:
+    """The bundle root (``configs/``, ``models/``, ``scripts/``) and whether it is a source checkout: the folder above
+    the package in a checkout or an editable install, else the copy a wheel carries as package data."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "configs" / "common.yaml").is_file():
+        return checkout, True
+    return Path(__file__).resolve().parent / "bundle_root", False
+
+
+BUNDLE_ROOT, IS_CHECKOUT = _bundle_root()
 VARIANTS = ("target", "surrogate")
+
+
+def work_root(bundle_root: str | Path) -> str:
+    """Where a run's default ``data/`` and ``outputs/`` go: the bundle root of a checkout, the current folder for the
+    copy a wheel installs (site-packages is no place for generated phantoms and results)."""
+    packaged = Path(__file__).resolve().parent / "bundle_root"
+    return str(Path.cwd() if Path(bundle_root).resolve() == packaged else Path(bundle_root))
 
 
 def bundle_config(task: str, files: Sequence[str] = (), bundle_root: str | Path = BUNDLE_ROOT, **overrides) -> ConfigParser:
@@ -118,6 +136,24 @@ def target_editor(edit: str, class_names: Sequence[str]) -> Callable[[torch.Tens
     return functools.partial(edited_target, edit=edit, class_names=list(class_names))
 
 
+def check_inputs(items: Sequence[dict], loader: Callable[[dict], dict]) -> None:
+    """Read every case's image with the run's ``loader`` before the first case runs, so that a file the model was not
+    made for (another modality, a damaged file, ...) stops the run with its message before anything is written."""
+    for item in items:
+        loader({"image": item["image"]})
+
+
+def check_output_dir(output_dir: str | Path) -> None:
+    """Refuse an ``output_dir`` that is a file, lies below a file, or cannot be written, before any work."""
+    path = Path(output_dir)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"Option output_dir: {existing} is a file, not a folder; give a folder for the results "
+                         f"(--output_dir, or --output on the command line).")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"Option output_dir: no permission to write in {existing}; give a folder you can write to.")
+
+
 def check_model_grid(model_grid: Sequence[int]) -> list[int]:
     """``model_grid`` as ``[H, W]``, or a ``ValueError`` naming the option: the networks halve the grid four times,
     so both sides must be positive multiples of 16."""
@@ -157,16 +193,58 @@ def require_layer(attack_target: str, layer: str | None, layer_attacks: Sequence
                          f"{' or '.join(layer_attacks)}.")
 
 
-def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    """Load a state_dict file into ``network`` (``weights_only``), with an error that names the file."""
-    path = _existing_checkpoint(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``), not a pickled state_dict (``torch.save``)."""
     try:
-        network.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"Checkpoint {path} does not fit this network ({e}); is it the weights of another task, or of "
-                         f"a run trained with another architecture or network_def (pass the same option here)?") from e
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def network_or_torchscript(network_def: torch.nn.Module, model_file: str | Path) -> torch.nn.Module:
+    """The TorchScript model in ``model_file`` if it is one (its weights inside), else ``network_def`` (for
+    :func:`load_weights`): a scripted model needs no network definition."""
+    return torch.jit.load(str(model_file), map_location="cpu") if is_torchscript(model_file) else network_def
+
+
+def network_settings(network: torch.nn.Module) -> dict:
+    """What network a run used, for ``settings.json``: its class, parameter count and a digest of its definition
+    (the module tree as printed), so another network under the same weights file name is told apart."""
+    scripted = isinstance(network, torch.jit.ScriptModule)
+    name = network.original_name if scripted else f"{type(network).__module__}.{type(network).__qualname__}"
+    definition = str(network.code) if scripted else repr(network)
+    return {"class": name, "torchscript": scripted, "parameters": sum(p.numel() for p in network.parameters()),
+            "definition_sha256": hashlib.sha256(definition.encode()).hexdigest()}
+
+
+def load_weights(network: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Load a state_dict file into ``network`` (``weights_only``), with an error that names the file; a TorchScript
+    ``network`` loaded from ``path`` (:func:`network_or_torchscript`) already holds its weights."""
+    path = _existing_checkpoint(path)
+    if isinstance(network, torch.jit.ScriptModule):
+        return network
+    if is_torchscript(path):
+        raise ValueError(f"Checkpoint {path} is a TorchScript model, but the run's network was built from network_def; "
+                         f"give it as model_file without overriding network (or --model on the command line).")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    mismatch = _state_mismatch(network.state_dict(), state) if isinstance(state, dict) else "it holds no state_dict"
+    if mismatch:
+        raise ValueError(f"Checkpoint {path} does not fit this network ({type(network).__name__}: {mismatch}); is it "
+                         f"the weights of another task or network? Pass the network it was trained with (--network_def "
+                         f"or --architecture), or a TorchScript file / MONAI bundle folder as --model.")
+    network.load_state_dict(state)
     return network
+
+
+def _state_mismatch(expected: dict, given: dict) -> str:
+    """A short account of how ``given`` differs from the network's ``expected`` state_dict; empty if it fits."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [k for k in expected if k in given and hasattr(given[k], "shape") and given[k].shape != expected[k].shape]
+    parts = [f"{len(keys)} {what}, e.g. {keys[0]}" for keys, what in ((missing, "missing keys"),
+             (unexpected, "unexpected keys"), (shapes, "tensors of another shape")) if keys]
+    return "; ".join(parts)
 
 
 def _existing_checkpoint(path: str | Path) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from bundle.config import BUNDLE_ROOT, bundle_config, case_list
+from bundle.config import BUNDLE_ROOT, bundle_config, case_list, work_root
 
 __all__ = ["load_examples"]
 
@@ -24,7 +24,7 @@ def load_examples(task: str, split: str = "test", n: int | None = 8, dataset_dir
         "label": (B, 1, H, W) long, "case": [B names], "image_path": [B paths]}``.
     """
     parser = bundle_config(task, **overrides)
-    dataset_dir = Path(dataset_dir) if dataset_dir is not None else BUNDLE_ROOT / "data" / "phantoms" / task
+    dataset_dir = Path(dataset_dir) if dataset_dir is not None else Path(work_root(BUNDLE_ROOT)) / "data" / "phantoms" / task
     preprocessing = parser.get_parsed_content("preprocessing")
     items = [preprocessing(item) for item in case_list(task, dataset_dir, split, n)]
     paths = [str(item["image"].meta["filename_or_obj"]) for item in items]

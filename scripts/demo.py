@@ -19,6 +19,7 @@ from pathlib import Path
 
 from monai.bundle import ConfigWorkflow
 
+from bundle.config import work_root
 from bundle.handlers.tables import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def clean_table(output_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", type=Path, default=ROOT / "outputs" / "demo")
+    parser.add_argument("--output_dir", type=Path, default=Path(work_root(ROOT)) / "outputs" / "demo")
     parser.add_argument("--attack_cases", type=int, default=4, help="test cases per attack (0 skips the attacks)")
     args = parser.parse_args(argv)
     table = clean_table(args.output_dir)
