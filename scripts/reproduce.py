@@ -25,7 +25,7 @@ import torch
 from monai.bundle import run as bundle_run
 from tqdm import tqdm
 
-from bundle.config import BUNDLE_ROOT
+from bundle.config import BUNDLE_ROOT, work_root
 from bundle.handlers.attack_metrics import TEXT_COLUMNS
 from bundle.networks import ARCHITECTURES
 from published import EPS, FGSM_LOSSES, RESIZE_FACTORS
@@ -187,8 +187,8 @@ def main() -> None:
     cases = args.cases or mode.cases
     if cases < 2:
         parser.error(f"--cases should be at least 2 (ASMA swaps targets between cases), got {cases}.")
-    root = args.outputs or BUNDLE_ROOT / "outputs" / "reproduce" / mode.name
-    results = args.results or (BUNDLE_ROOT / "docs" / "results" if mode is FULL else root / "results")
+    root = args.outputs or Path(work_root(BUNDLE_ROOT)) / "outputs" / "reproduce" / mode.name
+    results = args.results or (Path(work_root(BUNDLE_ROOT)) / "docs" / "results" if mode is FULL else root / "results")
     experiments = {name: exps for name, exps in plan(mode).items() if args.only is None or name in args.only}
     total = sum(len(exps) for exps in experiments.values())
     start = time.perf_counter()
