@@ -6,11 +6,13 @@ returned as ``(B, C)`` and scalar metrics as ``(B,)`` float tensors.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 __all__ = ["class_dice", "class_iou", "mean_iou", "paper_iou", "pixel_accuracy", "l2_norm", "linf_norm",
-           "heart_lung_contrast", "errors_at_outline"]
+           "heart_lung_contrast", "errors_at_outline", "structure_pieces", "implausible_structures"]
 
 
 def _index_map(label: torch.Tensor) -> torch.Tensor:
@@ -117,3 +119,28 @@ def errors_at_outline(pred: torch.Tensor, target: torch.Tensor, cls: int) -> tup
     count = wrong.flatten(1).sum(1)
     near = (wrong & band).flatten(1).sum(1)
     return count.float(), near.float() / count.clamp(min=1)
+
+
+def structure_pieces(pred: torch.Tensor, num_classes: int, min_fraction: float = 2e-4) -> torch.Tensor:
+    """Connected pieces (8-connected) of every class per sample, ``(B, num_classes)`` long; pieces smaller than
+    ``min_fraction`` of the image are not counted (specks)."""
+    maps = _index_map(pred).reshape(pred.shape[0], *pred.shape[-2:]).cpu().numpy()
+    min_pixels = max(1, int(min_fraction * maps[0].size))
+    counts = np.zeros((len(maps), num_classes), dtype=np.int64)
+    for b, label in enumerate(maps):
+        for c in range(num_classes):
+            pieces, n = ndimage.label(label == c, structure=np.ones((3, 3)))
+            counts[b, c] = int((np.bincount(pieces.ravel(), minlength=n + 1)[1:] >= min_pixels).sum())
+    return torch.from_numpy(counts)
+
+
+def implausible_structures(pred: torch.Tensor, class_names: list[str], max_pieces: int = 3) -> list[str]:
+    """Per sample, a warning naming the foreground structures that are missing or in more than ``max_pieces``
+    pieces (an image unlike the ones the model was trained on), or ``""``."""
+    counts = structure_pieces(pred, len(class_names))
+    warnings = []
+    for row in counts.tolist():
+        notes = [f"{name} missing" if n == 0 else f"{name} in {n} pieces"
+                 for name, n in zip(class_names[1:], row[1:]) if n == 0 or n > max_pieces]
+        warnings.append("; ".join(notes))
+    return warnings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from monai.utils import look_up_option
 
-__all__ = ["AttackResult", "Loss", "model_guard", "index_map", "predicted_classes", "check_bounds",
+__all__ = ["AttackResult", "Progress", "Loss", "model_guard", "index_map", "predicted_classes", "check_bounds",
            "check_non_negative", "check_steps", "check_classes", "check_target_classes", "still_running", "store_rows",
            "check_region", "class_onehot", "segmentation_loss", "loss_scale"]
 
@@ -33,6 +33,13 @@ class AttackResult:
     steps: torch.Tensor
     pred: torch.Tensor
     score: torch.Tensor
+
+
+Progress = Callable[[int, torch.Tensor, torch.Tensor], None]
+"""An attack's optional observer, ``progress(step, active, score)``: called after the forward pass of every step
+(``step`` 0 .. ``steps``) with the batch indices ``(A,)`` of the samples still running and their score ``(A,)``
+(target IoU, or IoU with the reference when untargeted), on the images' device. Reading the score synchronises
+with the device, so an observer should read it seldom."""
 
 
 class Loss(str, Enum):

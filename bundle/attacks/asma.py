@@ -8,8 +8,9 @@ from enum import Enum
 import torch
 from monai.utils import look_up_option
 
-from bundle.attacks._utils import (AttackResult, check_bounds, check_non_negative, check_steps, check_target_classes,
-                                  index_map, model_guard, predicted_classes, still_running, store_rows)
+from bundle.attacks._utils import (AttackResult, Progress, check_bounds, check_non_negative, check_steps,
+                                  check_target_classes, index_map, model_guard, predicted_classes, still_running,
+                                  store_rows)
 from bundle.metrics import paper_iou
 
 __all__ = ["asma", "asma_objective", "AsmaVariant"]
@@ -25,7 +26,7 @@ class AsmaVariant(str, Enum):
 
 def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, bounds: Sequence[float],
          steps: int = 500, beta: float = 1e-3, tau: float = 1e-5, variant: str = "asma", alpha: float | None = None,
-         stop_iou: float | None = None) -> AttackResult:
+         stop_iou: float | None = None, progress: Progress | None = None) -> AttackResult:
     """Targeted attack that pushes every pixel's logit of its target class up, as in Ozbulak et al.
 
     Each step runs one forward and one backward pass. With logits ``g`` and target ``Y^A``::
@@ -52,6 +53,7 @@ def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
         variant: ``"asma"``, ``"asm"`` or ``"ssm"``.
         alpha: constant multiplier of ``"ssm"`` / ``"asm"``.
         stop_iou: stop a sample when its target IoU reaches this value in ``[0, 1]``; ``None`` runs all steps.
+        progress: ``progress(step, active, iou)`` after each forward pass (see :data:`Progress`).
 
     Returns:
         :class:`AttackResult` with the best iterates; ``score`` is their target IoU.
@@ -83,6 +85,8 @@ def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
             if step == 0:
                 check_target_classes(tgt, logits.shape[1])
             iou = paper_iou(pred, t)
+            if progress is not None:
+                progress(step, active, iou)
             l2 = (x.detach() - origin).flatten(1).norm(dim=1)
             better = (iou > best["iou"]) | ((iou == best["iou"]) & (l2 < best["l2"]))
             for key, value in (("adv", x.detach()), ("pred", pred), ("iou", iou), ("l2", l2)):

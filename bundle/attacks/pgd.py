@@ -9,7 +9,7 @@ from enum import Enum
 import torch
 from monai.utils import look_up_option
 
-from bundle.attacks._utils import (AttackResult, check_bounds, check_classes, check_non_negative, check_region,
+from bundle.attacks._utils import (AttackResult, Progress, check_bounds, check_classes, check_non_negative, check_region,
                                    check_steps, check_target_classes, class_onehot, index_map, loss_scale,
                                    model_guard, predicted_classes, segmentation_loss, still_running, store_rows)
 from bundle.metrics import paper_iou
@@ -28,7 +28,7 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
         steps: int = 100, bounds: Sequence[float], loss: str = "iou", targeted: bool = True,
         classes: Sequence[int] | None = None, region: torch.Tensor | None = None, random_start: bool = False,
         stop_iou: float | None = None, generator: torch.Generator | None = None, momentum: float = 0.0,
-        schedule: str = "constant") -> AttackResult:
+        schedule: str = "constant", progress: Progress | None = None) -> AttackResult:
     """L-infinity PGD for segmentation, targeted or untargeted, one forward and one backward pass per step::
 
         targeted:    x_{t+1} = clip_{x, eps}(x_t - alpha_t * sign(g_t))
@@ -66,6 +66,8 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
         momentum: weight of the previous steps' normalised gradient in ``[0, 1)``; 0 is plain PGD.
         schedule: ``"constant"`` (``alpha_t = alpha``) or ``"cosine"`` (``alpha_t = alpha * (1 + cos(pi t /
             steps)) / 2``, large steps first, small ones to settle).
+        progress: ``progress(step, active, score)`` after each forward pass (see :data:`Progress`); with it the
+            score is computed every step.
 
     Returns:
         :class:`AttackResult`; ``score`` is the paper's IoU of the final prediction with ``target``.
@@ -108,9 +110,11 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
                 loss_classes = torch.tensor(check_classes(classes, logits.shape[1], loss, targeted),
                                             device=images.device)
                 onehot = class_onehot(t, loss_classes)
-            if step == steps or stop_iou is not None:  # the prediction is needed only to stop and to report
+            if step == steps or stop_iou is not None or progress is not None:  # only to stop and to report
                 pred = predicted_classes(logits)
                 iou = paper_iou(pred, t)
+                if progress is not None:
+                    progress(step, active, iou)
             if step == steps:
                 break
             done = None if stop_iou is None else (iou >= stop_iou if targeted else iou <= stop_iou)

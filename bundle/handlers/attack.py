@@ -10,11 +10,12 @@ from collections.abc import Callable
 
 import torch
 from ignite.engine import Engine, Events
+from tqdm import tqdm
 
 from bundle.attacks._utils import AttackResult, model_guard
 from bundle.handlers.attack_metrics import CLEAN_PREDICTION
 
-__all__ = ["AttackHandler", "AMP_DTYPES"]
+__all__ = ["AttackHandler", "StepClock", "AMP_DTYPES"]
 
 AMP_DTYPES = {None: None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -26,8 +27,8 @@ class AttackHandler:
     batched ``image`` (B, C, H, W), ``label`` (B, 1, H, W) and ``pred`` logits (B, K, H, W); without a label
     (the user's own files) the clean prediction becomes ``label`` and ``reference`` says so. Added keys:
     ``clean_pred`` / ``adv_pred`` (B, 1, H, W) long predictions of the evaluated network, ``target``
-    (B, 1, H, W), ``adv`` (B, C, H, W), ``steps`` (B,) and ``seconds`` (B,): the batch's attack time split
-    evenly over its cases.
+    (B, 1, H, W), ``adv`` (B, C, H, W), ``steps`` (B,) and ``seconds`` (B,): each case's time from the start of
+    its batch's attack until it stopped (attacks that stop samples early report when; others run all to the end).
 
     Args:
         attack: ``attack(model, images, target) -> AttackResult``, e.g. ``functools.partial(bundle.attacks.pgd,
@@ -40,11 +41,12 @@ class AttackHandler:
             the surrogate for black-box transfer.
         amp: ``"bfloat16"`` or ``"float16"`` runs the attack's forward and backward passes under
             ``torch.autocast`` of the images' device (the attack losses stay in float32); ``None`` = float32.
+        progress: show a progress bar over the attack's steps (step, samples still running, mean target IoU).
     """
 
     def __init__(self, attack: Callable[..., AttackResult], make_target: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  target_key: str | None = None, make_region: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 attack_network: torch.nn.Module | None = None, amp: str | None = None) -> None:
+                 attack_network: torch.nn.Module | None = None, amp: str | None = None, progress: bool = True) -> None:
         if not callable(attack):
             raise TypeError(f"Argument attack should be callable (use `_mode_: callable` in the config), got {type(attack)}.")
         if make_target is not None and not callable(make_target):
@@ -61,6 +63,8 @@ class AttackHandler:
         self.make_region = make_region
         self.attack_network = attack_network
         self.amp = amp
+        self.progress = progress
+        self._observable = isinstance(attack, functools.partial) and "progress" in inspect.signature(attack.func).parameters
 
     def attach(self, engine: Engine) -> None:
         if getattr(engine, "decollate", False) or getattr(engine, "postprocessing", None) is not None:
@@ -79,13 +83,15 @@ class AttackHandler:
             target = engine.state.batch[self.target_key].to(label.device).long()
         else:
             target = label if self.make_target is None else self.make_target(label).to(label.device)
-        start = time.perf_counter()
         region = {} if self.make_region is None else {"region": self.make_region(label)}
+        clock = StepClock(images.shape[0], self.attack, show=self.progress)
+        if self._observable:
+            region["progress"] = clock
         with torch.autocast(images.device.type, dtype=AMP_DTYPES[self.amp], enabled=self.amp is not None):
             result = self.attack(self.attack_network or network, images, target, **region)
         if images.is_cuda:
             torch.cuda.synchronize(images.device)
-        seconds = time.perf_counter() - start
+        seconds = clock.finish()
         with model_guard(network), torch.no_grad():
             adv_pred = network(result.adv).argmax(1, keepdim=True)
         out.update(
@@ -94,8 +100,42 @@ class AttackHandler:
             target=target,
             adv=result.adv.detach(),
             steps=result.steps,
-            seconds=torch.full((images.shape[0],), seconds / images.shape[0]),
+            seconds=seconds,
         )
+
+
+class StepClock:
+    """The ``progress`` observer of one batch's attack (:data:`bundle.attacks._utils.Progress`): when each sample
+    stopped, and a progress bar over the steps with the samples still running and their mean score so far."""
+
+    def __init__(self, batch: int, attack: Callable, show: bool = True, refresh_seconds: float = 0.5) -> None:
+        steps = attack.keywords.get("steps") if isinstance(attack, functools.partial) else None
+        self.start = time.perf_counter()
+        self.stopped = [None] * batch
+        self.running = list(range(batch))
+        self.score: torch.Tensor | None = None
+        self.refresh, self.shown = refresh_seconds, self.start
+        self.bar = tqdm(total=steps, desc="  steps", unit="step", leave=False, disable=not show or steps is None)
+
+    def __call__(self, step: int, active: torch.Tensor, score: torch.Tensor) -> None:
+        if self.score is None:
+            self.score = torch.zeros(len(self.stopped), device=score.device)
+        self.score[active] = score.detach().float()
+        now = time.perf_counter()
+        if active.numel() < len(self.running):  # samples left the batch: when (one sync, only then)
+            for i in set(self.running) - set(active.tolist()):
+                self.stopped[i] = now
+            self.running = active.tolist()
+        if now - self.shown >= self.refresh:
+            self.shown = now
+            self.bar.set_postfix(running=active.numel(), mean_score=f"{float(self.score.mean()):.4f}")
+        self.bar.update(step + 1 - self.bar.n)
+
+    def finish(self) -> torch.Tensor:
+        """Seconds from the start to each sample's stop ``(B,)``; samples that ran to the end stop now."""
+        end = time.perf_counter()
+        self.bar.close()
+        return torch.tensor([(end if t is None else t) - self.start for t in self.stopped])
 
 
 def _check_options(attack: Callable) -> None:

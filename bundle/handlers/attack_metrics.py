@@ -24,13 +24,14 @@ from tqdm import tqdm
 
 from bundle._files import atomic_path
 from bundle.handlers.tables import markdown_table, summarise, write_csv
-from bundle.metrics import class_iou, l2_norm, linf_norm, mean_iou, paper_iou, pixel_accuracy
+from bundle.metrics import (class_iou, implausible_structures, l2_norm, linf_norm, mean_iou, paper_iou,
+                            pixel_accuracy)
 
 __all__ = ["AttackMetricsWriter", "pending_cases", "case_names", "METRICS_FILE", "SETTINGS_FILE"]
 
 METRICS_FILE = "metrics.csv"
 SETTINGS_FILE = "settings.json"
-TEXT_COLUMNS = ("case", "task", "attack", "reference")
+TEXT_COLUMNS = ("case", "task", "attack", "reference", "clean_warning")
 GROUND_TRUTH, CLEAN_PREDICTION = "ground truth", "clean prediction"  # what a run's IoU columns compare with
 
 
@@ -106,13 +107,14 @@ def pending_cases(items: Sequence[dict], output_dir: str | Path, settings: dict 
 class AttackMetricsWriter:
     """Per-case metrics of an attack run (after :class:`~bundle.handlers.AttackHandler` and the savers).
 
-    Columns: ``case, task, attack, reference, eps, steps, seconds, target_iou`` (the ASMA paper's IoU of the
-    adversarial prediction with the target), ``pixel_accuracy`` (with the target), ``l2, linf`` (perturbation in
+    Columns: ``case, task, attack, reference, clean_warning, eps, steps, seconds, target_iou`` (the ASMA paper's
+    IoU of the adversarial prediction with the target), ``pixel_accuracy`` (with the target), ``l2, linf`` (perturbation in
     model units), ``clean_miou_gt, adv_miou_gt`` (mean foreground IoU with the ground truth), then per class
     ``iou_<class>`` (adversarial prediction vs target), ``gt_iou_<class>`` (vs ground truth) and
     ``clean_iou_<class>`` (clean prediction vs ground truth, the papers' "no attack" columns).
     Cases without a label map (the user's own files) are compared with the clean prediction instead: ``reference``
-    says ``clean prediction`` and the columns are ``adv_miou_ref`` and ``ref_iou_<class>``.
+    says ``clean prediction`` and the columns are ``adv_miou_ref`` and ``ref_iou_<class>``. ``clean_warning`` names
+    the structures the clean prediction misses or splits into many pieces (:func:`bundle.metrics.implausible_structures`).
 
     Args:
         output_dir: folder of ``metrics.csv``, ``summary.csv``, ``summary.md``.
@@ -177,9 +179,10 @@ class AttackMetricsWriter:
                 columns[f"ref_iou_{name}"] = to_reference[:, i]
         columns.update(out.get("extra_metrics", {}))  # e.g. the round trip through the written files
         columns = {k: v.detach().cpu() for k, v in columns.items()}
+        warnings = implausible_structures(clean, self.class_names)
         for i, case in enumerate(case_names(engine)):
             row = {"case": case, "task": self.task, "attack": self.attack_name, "reference": reference,
-                   "eps": "" if self.eps is None else self.eps}
+                   "clean_warning": warnings[i], "eps": "" if self.eps is None else self.eps}
             row.update({k: (int(v[i]) if k == "steps" else float(v[i])) for k, v in columns.items()})
             self.rows[case] = row
         self._write_rows()
@@ -234,7 +237,11 @@ class AttackMetricsWriter:
         table = markdown_table(summary)
         reference = rows[0].get("reference") or GROUND_TRUTH
         title = f"{self.attack_name} on {self.task}: {len(rows)} cases (reference: {reference})"
+        odd = [f"- {r['case']}: {r['clean_warning']}" for r in rows if r.get("clean_warning")]
+        warning = ("" if not odd else "\n\nWarning: the clean prediction of these cases looks unlike the images the "
+                   "model was trained on (a structure missing or in many pieces); their results may mean little:\n"
+                   + "\n".join(odd))
         with atomic_path(self.output_dir / "summary.md") as tmp:
-            tmp.write_text(f"# {title}\n\n{table}")
-        print(f"\n{title} -> {self.output_dir}\n{table}", flush=True)
+            tmp.write_text(f"# {title}\n\n{table}{warning}\n")
+        print(f"\n{title} -> {self.output_dir}\n{table}{warning}", flush=True)
 
