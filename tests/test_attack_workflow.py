@@ -14,6 +14,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 from bundle.config import bundle_config
+from bundle.handlers.attack_metrics import TEXT_COLUMNS
 from _util import chain
 
 
@@ -260,7 +261,7 @@ def test_two_processes_give_the_single_process_table(bundle_root, tiny_datasets,
     assert (tmp_path / "multi" / "settings.json").read_text() == (tmp_path / "single" / "settings.json").read_text()
     for a, b in zip(single, multi):
         for column in a:
-            if column in ("case", "task", "attack"):
+            if column in TEXT_COLUMNS:
                 assert a[column] == b[column]
             elif column != "seconds":
                 assert float(a[column]) == pytest.approx(float(b[column]), abs=1e-5), column

@@ -142,7 +142,8 @@ def _check_options(attack: Callable) -> None:
     """Name an unknown option of a configured attack (``--attack::epss``) and the closest valid one."""
     if not isinstance(attack, functools.partial):
         return
-    valid = [n for n, p in inspect.signature(attack.func).parameters.items() if p.kind == p.KEYWORD_ONLY]
+    valid = [n for n, p in inspect.signature(attack.func).parameters.items()
+             if p.kind == p.KEYWORD_ONLY and n != "progress"]  # the handler's own observer
     for name in attack.keywords:
         if name not in valid:
             close = difflib.get_close_matches(name, valid, n=1)

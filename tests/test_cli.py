@@ -1,0 +1,187 @@
+"""The front door: `advseg` / `python -m bundle` on a user's own files and models, as a new user runs it."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pydicom
+import pytest
+import torch
+from monai.bundle import run as bundle_run
+from monai.networks.nets import SegResNet
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from bundle.cli import bundle_overrides, main
+from bundle.config import BUNDLE_ROOT
+
+SEGRESNET = "$monai.networks.nets.SegResNet(spatial_dims=2, in_channels=1, out_channels=6, init_filters=8)"
+
+
+def advseg(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "bundle", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def rows(folder):
+    with open(folder / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def snapshot(*paths):
+    return {p: p.read_bytes() for p in paths}
+
+
+@pytest.fixture(scope="module")
+def two_scans(tiny_datasets, tmp_path_factory):
+    """Two phantom radiographs with the same file name in two folders, as a user's own (unlabelled) files."""
+    root = tmp_path_factory.mktemp("scans")
+    sources = sorted((tiny_datasets["cxr"] / "images").glob("*.dcm"))[:2]
+    for folder, source in zip(("a", "b"), sources):
+        (root / folder).mkdir()
+        shutil.copy(source, root / folder / "scan.dcm")
+    return root
+
+
+def test_options_are_read_as_monai_bundle_reads_them():
+    assert bundle_overrides(["--attack::eps", "0.02", "--model_grid", "[512, 512]", "--amp", "null",
+                             "--network_def", "$torch.nn.Identity()", "--heart_size=large"]) == {
+        "attack::eps": 0.02, "model_grid": [512, 512], "amp": None, "network_def": "$torch.nn.Identity()",
+        "heart_size": "large"}
+
+
+def test_an_attack_gives_the_results_of_the_monai_bundle_run_it_wraps(tiny_datasets, tmp_path):
+    """The same recipe, options and cases through the command line and through `monai.bundle.run` (what
+    `python -m monai.bundle run` calls): the same rows, but for the seconds."""
+    common = {"dataset_dir": str(tiny_datasets["cxr"]), "num_cases": 2}
+    assert main(["attack", "pgd_heart", "--no_export", "--output", str(tmp_path / "cli"), "--attack::steps", "3",
+                 "--dataset_dir", common["dataset_dir"], "--num_cases", "2"]) == 0
+    configs = [f"configs/{n}.yaml" for n in ("common", "cxr", "attack", "pgd_heart")]
+    bundle_run(config_file=[str(BUNDLE_ROOT / c) for c in configs], bundle_root=str(BUNDLE_ROOT), logging_file=False,
+               output_dir=str(tmp_path / "bundle"), **{"attack::steps": 3}, **common)
+    ours, theirs = rows(tmp_path / "cli"), rows(tmp_path / "bundle")
+    assert len(ours) == 2 and [r["case"] for r in ours] == [r["case"] for r in theirs]
+    for a, b in zip(ours, theirs):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+        assert a["reference"] == "ground truth" and float(a["target_iou"]) > 0
+
+
+def test_unlabelled_files_with_the_same_name_give_one_result_each(two_scans, tmp_path):
+    out = tmp_path / "out"
+    inputs = sorted(two_scans.rglob("*.dcm"))
+    before = snapshot(*inputs)
+    result = advseg("attack", "pgd_heart", "--input", two_scans, "--output", out, "--attack::steps", "2")
+    assert result.returncode == 0, result.stderr
+    table = rows(out)
+    assert sorted(r["case"] for r in table) == ["a_scan", "b_scan"]
+    assert all(r["reference"] == "clean prediction" for r in table)
+    assert "adv_miou_ref" in table[0] and "ref_iou_heart" in table[0] and "clean_miou_gt" not in table[0]
+    assert "(reference: clean prediction)" in (out / "summary.md").read_text()
+    for case in ("a_scan", "b_scan"):
+        export = out / "export" / case
+        assert {"adversarial.dcm", "seg_clean_pred.dcm", "seg_adv_pred.dcm", "seg_target.dcm", "overlay.dcm"} <= \
+            {p.name for p in export.iterdir()}
+        assert (out / "overlays" / f"{case}.png").is_file()
+    assert f"Results in {out}" in result.stdout
+    assert "a_scan: target IoU" in result.stdout and "reference: clean prediction" in result.stdout
+    assert snapshot(*inputs) == before  # inputs are never modified
+
+
+def test_asma_attacks_one_photograph_towards_a_given_or_edited_target(tiny_datasets, tmp_path):
+    photo = sorted((tiny_datasets["fundus"] / "images").iterdir())[0]
+    target = sorted((tiny_datasets["fundus"] / "labels").iterdir())[1]
+    result = advseg("attack", "asma", "--task", "fundus", "--input", photo, "--target", target,
+                    "--output", tmp_path / "given", "--attack::steps", "3")
+    assert result.returncode == 0, result.stderr
+    (row,) = rows(tmp_path / "given")
+    assert row["case"] == photo.stem and row["reference"] == "clean prediction" and int(row["steps"]) <= 3
+    with Image.open(tmp_path / "given" / "export" / photo.stem / "adversarial.png") as im:
+        assert im.format == "PNG" and im.size == Image.open(photo).size
+    result = advseg("attack", "asma", "--task", "fundus", "--input", photo, "--target_edit", "scale:cup:1.5",
+                    "--output", tmp_path / "edited", "--attack::steps", "3")
+    assert result.returncode == 0, result.stderr
+    assert len(rows(tmp_path / "edited")) == 1
+
+
+def test_a_model_of_ones_own_as_state_dict_torchscript_and_monai_bundle(tiny_datasets, two_scans, tmp_path):
+    """A SegResNet trained by the bundle's own train config, attacked in its three forms with the same result."""
+    assert main(["train", "--task", "cxr", "--network_def", SEGRESNET, "--dataset_dir", str(tiny_datasets["cxr"]),
+                 "--max_epochs", "1", "--val_interval", "1", "--output", str(tmp_path / "train")]) == 0
+    weights = tmp_path / "train" / "train_target" / "model_best.pt"
+    scripted = SegResNet(spatial_dims=2, in_channels=1, out_channels=6, init_filters=8)
+    scripted.load_state_dict(torch.load(weights, weights_only=True))
+    torch.jit.script(scripted.eval()).save(str(tmp_path / "segresnet.ts"))
+    folder = tmp_path / "my_bundle"
+    (folder / "configs").mkdir(parents=True)
+    (folder / "models").mkdir()
+    (folder / "configs" / "inference.json").write_text(json.dumps({"network_def": {
+        "_target_": "SegResNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 6, "init_filters": 8}}))
+    shutil.copy(weights, folder / "models" / "model.pt")
+    scan = two_scans / "a" / "scan.dcm"
+    results = {}
+    for name, model in (("state_dict", ["--model", weights, "--network_def", SEGRESNET]),
+                        ("torchscript", ["--model", tmp_path / "segresnet.ts"]), ("monai_bundle", ["--model", folder])):
+        out = tmp_path / name
+        result = advseg("attack", "pgd_untargeted", "--input", scan, "--output", out, "--no_export",
+                        "--attack::steps", "2", *model)
+        assert result.returncode == 0, (name, result.stderr)
+        (row,) = rows(out)
+        results[name] = {k: round(float(v), 4) for k, v in row.items() if k in ("target_iou", "linf", "adv_miou_ref")}
+        network = json.loads((out / "settings.json").read_text())["network"]
+        assert network["class"].endswith("SegResNet") and network["torchscript"] == (name == "torchscript")
+    assert results["state_dict"] == results["torchscript"] == results["monai_bundle"]
+    result = advseg("attack", "pgd_untargeted", "--input", scan, "--output", tmp_path / "wrong", "--model", weights)
+    assert result.returncode == 2 and "does not fit this network (UNet:" in result.stderr
+    assert not (tmp_path / "wrong").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["attack", "asma", "--task", "fundus"], "ASMA on your own images needs a target"),
+    (["attack", "pgd_heart", "--target", "t.png"], "Options --target and --target_edit are for the asma recipe"),
+    (["segment", "--input", "missing.dcm"], "Option input_files: missing.dcm does not exist"),
+    (["attack", "pgd_heart", "--model", "nowhere.pt"], "Option --model: nowhere.pt does not exist"),
+    (["attack", "asma", "--task", "fundus", "--target_edit", "grow:cup"], "Option target_edit 'grow:cup'"),
+    (["attack", "pgd_heart", "--attack::epss", "0.1"], "Did you mean 'eps'? Fix the override (e.g. --attack::eps)"),
+    (["attack", "pgd_heart", "--attack::eps"], "Option --attack::eps needs a value"),
+])
+def test_a_mistake_gets_one_line_and_exit_status_2(args, message, tiny_datasets, tmp_path):
+    photo = sorted((tiny_datasets["fundus"] / "images").iterdir())[0]
+    extra = [] if "--input" in args else ["--input", photo if "fundus" in args else
+                                         sorted((tiny_datasets["cxr"] / "images").iterdir())[0]]
+    result = advseg(*args, *extra, "--output", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("advseg: error: ") and message in last, last
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ct_given_to_the_chest_model_is_refused_before_any_work(tmp_path):
+    ct = tmp_path / "ct.dcm"
+    shutil.copy(get_testdata_file("CT_small.dcm"), ct)
+    before = ct.read_bytes()
+    result = advseg("attack", "pgd_heart", "--input", ct, "--output", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "CT" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists() and ct.read_bytes() == before
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = advseg("segment", "--input", tmp_path / "missing.dcm", "--output", tmp_path / "out", "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "missing.dcm does not exist" in result.stderr
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_the_model_runs(tiny_datasets, tmp_path):
+    (tmp_path / "taken").write_text("x")
+    scan = sorted((tiny_datasets["cxr"] / "images").iterdir())[0]
+    result = advseg("segment", "--input", scan, "--output", tmp_path / "taken" / "out")
+    assert result.returncode == 2 and f"Option output_dir: {tmp_path / 'taken'} is a file" in result.stderr
+
+
+def test_segment_writes_a_label_map_and_a_seg_per_input(two_scans, tmp_path):
+    result = advseg("segment", "--input", two_scans, "--output", tmp_path / "seg")
+    assert result.returncode == 0, result.stderr
+    for case in ("a_scan", "b_scan"):
+        assert (tmp_path / "seg" / case / "label.png").is_file()
+        assert pydicom.dcmread(tmp_path / "seg" / case / "seg.dcm").Modality == "SEG"
