@@ -12,7 +12,7 @@ from bundle.transforms import LoadLabelMapd, LoadPhotod, LoadXrayDicomd, read_xr
 @pytest.fixture()
 def ramp() -> np.ndarray:
     """A 12-bit test pattern: horizontal ramp with a bright square."""
-    pixels = np.tile(np.linspace(0, 4095, 64), (48, 1)).astype(np.uint16)
+    pixels = np.tile(np.linspace(0, 4095, 80), (64, 1)).astype(np.uint16)
     pixels[10:20, 10:20] = 4000
     return pixels
 
@@ -23,10 +23,10 @@ def test_monochrome1_reads_like_monochrome2(tmp_path, ramp):
     assert pydicom.dcmread(m1).PhotometricInterpretation == "MONOCHROME1"
     img2, _ = read_xray_dicom(m2)
     img1, meta1 = read_xray_dicom(m1)
-    assert img2.shape == (48, 64) and img2.dtype == np.float32
+    assert img2.shape == (64, 80) and img2.dtype == np.float32
     np.testing.assert_allclose(img1, img2, atol=1e-6)
     assert img2[15, 15] > img2[30, 5]  # bright square stays bright
-    assert meta1["photometric"] == "MONOCHROME1" and tuple(meta1["spatial_shape"]) == (48, 64)
+    assert meta1["photometric"] == "MONOCHROME1" and tuple(meta1["spatial_shape"]) == (64, 80)
 
 
 def test_rescale_and_window_are_applied(tmp_path, ramp):
@@ -67,16 +67,16 @@ def test_unsupported_photometric_is_named(tmp_path, ramp):
 
 
 def test_label_size_mismatch_names_both_files(tmp_path):
-    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "img.png")
-    Image.fromarray(np.zeros((40, 60), np.uint8)).save(tmp_path / "lab.png")
+    Image.fromarray(np.zeros((70, 80, 3), np.uint8)).save(tmp_path / "img.png")
+    Image.fromarray(np.zeros((70, 90), np.uint8)).save(tmp_path / "lab.png")
     data = LoadPhotod("image")({"image": str(tmp_path / "img.png"), "label": str(tmp_path / "lab.png")})
-    with pytest.raises(ValueError, match=r"lab.png is 60x40 \(WxH\) but its image .*img.png is 50x40"):
+    with pytest.raises(ValueError, match=r"lab.png is 90x70 \(WxH\) but its image .*img.png is 80x70"):
         LoadLabelMapd("label", num_classes=3)(data)
 
 
 def test_label_values_out_of_range(tmp_path):
-    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "lab.png")
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "img.png")
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tmp_path / "lab.png")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "img.png")
     data = LoadPhotod("image")({"image": str(tmp_path / "img.png"), "label": str(tmp_path / "lab.png")})
     with pytest.raises(ValueError, match=r"lab.png contains label values \[255\] outside 0..1"):
         LoadLabelMapd("label", num_classes=2)(data)
@@ -89,9 +89,9 @@ def test_corrupt_photo_is_named(tmp_path):
 
 
 def test_photo_is_rgb_channel_first(tmp_path):
-    rgb = np.zeros((6, 10, 3), np.uint8)
+    rgb = np.zeros((64, 80, 3), np.uint8)
     rgb[..., 0] = 255
     Image.fromarray(rgb).save(tmp_path / "red.png")
     out = LoadPhotod("image")({"image": str(tmp_path / "red.png")})["image"]
-    assert tuple(out.shape) == (3, 6, 10)
+    assert tuple(out.shape) == (3, 64, 80)
     assert float(out[0].min()) == 1.0 and float(out[1:].max()) == 0.0

@@ -180,7 +180,7 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
     if clean_arr.shape != adv_arr.shape:
         raise ValueError(f"Arguments clean and adv should have the same shape, got {clean_arr.shape} "
                          f"and {adv_arr.shape}.")
-    _, meta = read_xray_dicom(source_path)
+    _, meta = read_xray_dicom(source_path, force=True)  # what the image shows was checked when it was loaded
     ds = pydicom.dcmread(source_path)
     stored = ds.pixel_array
     delta = upsample_to(adv_arr - clean_arr, stored.shape, upsample)[0]
@@ -231,7 +231,7 @@ def photo_perturbation_to_uint8(source_path: str | os.PathLike, clean: object, a
         raise ValueError(f"Arguments clean and adv should have the same shape, got {clean_arr.shape} "
                          f"and {adv_arr.shape}.")
     rgb, _ = read_photo(source_path)
-    source = np.rint(rgb.astype(np.float64) * 255.0)  # read_photo divides uint8 by 255: exact inverse
+    source = np.rint(rgb.astype(np.float64) * 255.0)  # exact for 8-bit sources; 16-bit ones are rounded to 8 bits
     delta = upsample_to(adv_arr - clean_arr, rgb.shape[:2], upsample).transpose(1, 2, 0)
     return np.clip(np.rint(source + 255.0 / _span(bounds) * delta), 0, 255).astype(np.uint8)
 
