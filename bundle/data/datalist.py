@@ -35,16 +35,41 @@ def write_datalist(dataset_dir: str | Path, splits: Mapping[str, Sequence[Mappin
     return out
 
 
+DATALIST_FORMAT = ('a JSON object {"training": [...], "validation": [...], "test": [...]} whose lists hold items '
+                   '{"image": path, "label": path} (paths relative to its folder)')
+
+
 def read_datalist(dataset_dir: str | Path, split: str) -> list[dict]:
-    """Items of ``split`` with absolute paths. Raises ``FileNotFoundError`` / ``KeyError`` naming the file."""
+    """Items of ``split`` with absolute paths.
+
+    Raises:
+        FileNotFoundError: no ``datalist.json`` in ``dataset_dir``.
+        KeyError: the datalist has no ``split``.
+        ValueError: the file is not JSON of the datalist format, or an item of ``split`` has no ``image`` path;
+            the message names the file, what is wrong and the format.
+    """
     path = Path(dataset_dir) / DATALIST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"No datalist at {path}: generate the phantoms or convert a real dataset first.")
-    data = json.loads(path.read_text())
+    fix = f"; a datalist is {DATALIST_FORMAT}: fix the file or convert the dataset again."
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}){fix}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a JSON {type(data).__name__}, not an object of splits{fix}")
     if split not in data:
         raise KeyError(f"Split {split!r} not in {path}; it has {sorted(data)}.")
+    items = data[split]
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: split {split!r} is a JSON {type(items).__name__}, not a list of items{fix}")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("image"), str) or not item["image"]:
+            raise ValueError(f"{path}: item {i} of split {split!r} has no \"image\" path ({json.dumps(item)[:80]}){fix}")
+        if "label" in item and not isinstance(item["label"], str):
+            raise ValueError(f"{path}: item {i} of split {split!r} has a \"label\" that is not a path{fix}")
     base = path.parent
-    return [{k: (str(base / v) if k in ("image", "label") else v) for k, v in item.items()} for item in data[split]]
+    return [{k: (str(base / v) if k in ("image", "label") else v) for k, v in item.items()} for item in items]
 
 
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
