@@ -48,6 +48,29 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
         raise ValueError(f"{path} is not a readable DICOM file ({type(e).__name__}: {e}).") from e
 
 
+# person names highdicom copies from a source and checks; it accepts one value only (PN has VM 1)
+_COPIED_PERSON_NAMES = ("PatientName", "ReferringPhysicianName")
+
+
+def single_valued_names(source: Dataset) -> dict[str, object]:
+    """Give each multi-valued person name of ``source`` (in memory) its first value, for highdicom; return the
+    original values, which :func:`restore_names` puts on the new object so that it names the patient exactly as
+    its source does (a name with a backslash is several values to pydicom)."""
+    originals = {}
+    for keyword in _COPIED_PERSON_NAMES:
+        value = source.get(keyword)
+        if isinstance(value, pydicom.multival.MultiValue):
+            originals[keyword] = value
+            setattr(source, keyword, value[0] if len(value) else "")
+    return originals
+
+
+def restore_names(ds: Dataset, originals: dict[str, object]) -> None:
+    """Put back the values :func:`single_valued_names` took from the source, on the object made from it."""
+    for keyword, value in originals.items():
+        setattr(ds, keyword, value)
+
+
 def source_image_item(source: Dataset, *, spatial_locations_preserved: str | None = "YES") -> Dataset:
     """An item of Source Image Sequence pointing at ``source`` (purpose 121322)."""
     item = Dataset()

@@ -156,6 +156,7 @@ def write_seg(
     labels = _check_label_map(label_map, int(source.Rows), int(source.Columns), len(names))
     if uid_map is not None:
         _deidentify(source, uid_map)
+    person_names = _dicom.single_valued_names(source)
 
     algorithm = hd.AlgorithmIdentificationSequence(name=algorithm_name, family=codes.cid7162.ArtificialIntelligence,
                                                    version=algorithm_version)
@@ -185,6 +186,7 @@ def write_seg(
         if "PixelMeasuresSequence" in shared:
             del shared.PixelMeasuresSequence
         seg.PatientOrientation = source.get("PatientOrientation", "")  # Type 2C without a Frame of Reference
+    _dicom.restore_names(seg, person_names)
     if uid_map is not None:
         copy_deidentification_marks(source, seg)
     return _dicom.save_dataset(seg, out_path, keep_transfer_syntax=True)

@@ -72,6 +72,7 @@ def write_secondary_capture(
     source = _dicom.read_dataset(source_path)
     if uid_map is not None:
         _deidentify(source, uid_map)
+    person_names = _dicom.single_valued_names(source)
     orientation = source.get("PatientOrientation")
     orientation = tuple(str(v) for v in orientation) if orientation is not None and len(orientation) == 2 else None
     spacing = source.get("PixelSpacing", source.get("ImagerPixelSpacing"))
@@ -97,6 +98,7 @@ def write_secondary_capture(
         sc.BodyPartExamined = source.BodyPartExamined
     elif str(source.get("ImageLaterality", source.get("Laterality", ""))) in ("R", "L"):
         sc.Laterality = str(source.get("ImageLaterality", source.get("Laterality")))
+    _dicom.restore_names(sc, person_names)
     _dicom.ensure_charset(sc, derivation_description, series_description)
     if uid_map is not None:
         copy_deidentification_marks(source, sc)
