@@ -2,8 +2,8 @@
 
 Every converter follows the same discipline:
 
-1. find and check every input it can check cheaply (files present, sizes from image headers) before
-   writing anything;
+1. find and check every input before writing anything (files present, sizes; photographs that are copied
+   unchanged are decoded in full, since a truncated file has an intact header);
 2. write each output atomically (:func:`bundle._files.atomic_path`) while recording it in an
    :class:`OutputLog`; a check that needs the pixels (mask values, 12-bit range) fails inside the log's
    ``with`` block, which then deletes every file the run wrote, so a failed run leaves nothing behind;
@@ -93,13 +93,20 @@ def check_fractions(fractions: Sequence[float], names: Sequence[str]) -> tuple[f
     return fractions
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) read from the image header only; ``ValueError`` naming the file if PIL cannot read it."""
+def image_size(path: Path, *, decode: bool = False) -> tuple[int, int]:
+    """(width, height) of an image; ``ValueError`` naming the file if PIL cannot read it.
+
+    Only the header is read unless ``decode``: then every pixel is decoded, so a truncated or corrupt file
+    (whose header is intact) is found before it is copied into a dataset.
+    """
     try:
         with Image.open(path) as img:
+            if decode:
+                img.load()
             return img.size
-    except (OSError, SyntaxError) as err:  # PIL raises UnidentifiedImageError (an OSError) for non-images
-        raise ValueError(f"Cannot read image {path}: {err}") from err
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:  # UnidentifiedImageError is an OSError
+        raise ValueError(f"Cannot read image {path}: {err}. The file may be truncated or corrupt: download it "
+                         f"again or remove it from the input folder.") from err
 
 
 def load_gray(path: Path) -> np.ndarray:

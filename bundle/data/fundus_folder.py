@@ -183,7 +183,7 @@ def find_fundus_cases(
             role: _lookup(indexes[folder], folder, pattern.format(stem=stem), MASK_NAMES[role], image)
             for role, (folder, pattern) in roles.items()
         }
-        image_wh = image_size(image)
+        image_wh = image_size(image, decode=True)
         for mask in masks.values():
             mask_wh = image_size(mask)
             if mask_wh != image_wh:
@@ -231,7 +231,7 @@ def convert_fundus_folder(
     Returns:
         The path of the written ``datalist.json``.
 
-    Presence and sizes are checked for every case before anything is written; mask values and the
+    Presence, sizes and that every image decodes in full are checked before anything is written; mask values and the
     cup-in-disc fraction are checked while writing, and a failure then deletes every file the run wrote.
     """
     style = look_up_option(style, MaskStyle)

@@ -43,11 +43,12 @@ SPLITS = ("training", "validation", "test")
 
 
 def find_isic_cases(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
-    """``(case, image, mask)`` for every ``ISIC_<id>`` image, sorted by case; checks presence and sizes.
+    """``(case, image, mask)`` for every ``ISIC_<id>`` image, sorted by case; checks presence, sizes, decoding.
 
     Raises:
         FileNotFoundError: a folder, or the ``<case>_segmentation.png`` of an image, is missing.
-        ValueError: no ISIC images, or a mask whose size differs from its image (both files and sizes named).
+        ValueError: no ISIC images, an image that does not decode in full (truncated, corrupt), or a mask whose
+            size differs from its image (both files and sizes named).
     """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     for folder in (images_dir, masks_dir):
@@ -68,7 +69,7 @@ def find_isic_cases(images_dir: str | os.PathLike, masks_dir: str | os.PathLike)
         mask = masks_dir / f"{case}_segmentation.png"
         if not mask.is_file():
             raise FileNotFoundError(f"Missing ground-truth mask for {image}: {mask} does not exist.")
-        image_wh, mask_wh = image_size(image), image_size(mask)
+        image_wh, mask_wh = image_size(image, decode=True), image_size(mask)
         if image_wh != mask_wh:
             raise ValueError(
                 f"Mask {mask} is {mask_wh[0]}x{mask_wh[1]} but its image {image} is {image_wh[0]}x{image_wh[1]} (width x height)."
@@ -115,8 +116,8 @@ def convert_isic(
         FileNotFoundError, ValueError: see :func:`find_isic_cases` and :func:`isic_label`.
         FileExistsError: outputs exist and ``overwrite`` is false.
 
-    Presence and sizes are checked for every case before anything is written; mask values are checked
-    while writing, and a failure then deletes every file the run wrote.
+    Presence, sizes and that every image decodes in full are checked before anything is written; mask values
+    are checked while writing, and a failure then deletes every file the run wrote.
     """
     fractions = check_fractions(fractions, SPLITS)
     link = look_up_option(link, CopyMode)
