@@ -42,6 +42,9 @@ EXAMPLES = {
 }
 
 
+CLI_NAMES = {"input_files": "--input", "target_files": "--target", "output_dir": "--output"}
+
+
 class UserError(Exception):
     """A mistake the user can fix: printed as one line, exit status 2."""
 
@@ -257,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"advseg: internal error ({type(error).__name__}: {error}); rerun with --debug for the traceback "
                   f"and report it", file=sys.stderr)
             return 1
+        for option, flag in CLI_NAMES.items():  # the bundle names its options; say how they are spelt here
+            message = message.replace(f"Option {option}", f"Option {flag} ({option})")
         print(f"advseg: error: {message}", file=sys.stderr)
         return 2
     return 0

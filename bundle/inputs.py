@@ -13,14 +13,16 @@ from pathlib import Path
 
 from bundle._files import safe_name
 
-__all__ = ["IMAGE_SUFFIXES", "expand_inputs", "case_ids", "with_case_ids", "input_cases", "attach_targets",
+__all__ = ["IMAGE_SUFFIXES", "is_dicom", "expand_inputs", "case_ids", "with_case_ids", "input_cases", "attach_targets",
            "has_labels"]
 
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
-def _is_dicom(path: Path) -> bool:
-    """A DICOM Part 10 file (``DICM`` after the 128-byte preamble), whatever its name."""
+def is_dicom(path: str | Path) -> bool:
+    """A DICOM file: named ``.dcm`` / ``.dicom``, or a Part 10 file (``DICM`` after the 128-byte preamble) by any name."""
+    if Path(path).suffix.lower() in (".dcm", ".dicom"):
+        return True
     try:
         with open(path, "rb") as f:
             return f.read(132)[128:] == b"DICM"
@@ -31,7 +33,7 @@ def _is_dicom(path: Path) -> bool:
 def _folder_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursive, sorted): known suffixes, and DICOM files without a suffix."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                  and (p.suffix.lower() in IMAGE_SUFFIXES or (p.suffix == "" and _is_dicom(p))))
+                  and (p.suffix.lower() in IMAGE_SUFFIXES or (p.suffix == "" and is_dicom(p))))
 
 
 def expand_inputs(inputs: str | Path | Sequence[str | Path], option: str = "input_files") -> list[Path]:

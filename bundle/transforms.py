@@ -159,9 +159,23 @@ def read_xray_dicom(path: str | Path, force: bool = False) -> tuple[np.ndarray, 
         "rescale": (slope, intercept),
         "voi_range": (lo, hi),
         "bits_stored": bits,
-        "pixel_spacing": [float(v) for v in ds.get("PixelSpacing", ds.get("ImagerPixelSpacing", [1.0, 1.0]))],
+        "pixel_spacing": _pixel_spacing(ds),
     }
     return image.astype(np.float32), meta
+
+
+def _pixel_spacing(ds: pydicom.Dataset) -> list[float]:
+    """Row and column spacing in mm: Pixel Spacing, else Imager Pixel Spacing, else 1 mm; a value that is not two
+    positive numbers (real files carry ``0\\0``) counts as absent."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        try:
+            pair = [float(v) for v in value] if value is not None else []
+        except (TypeError, ValueError):
+            pair = []
+        if len(pair) == 2 and all(np.isfinite(v) and v > 0 for v in pair):
+            return pair
+    return [1.0, 1.0]
 
 
 def _first_window(path: Path, ds: pydicom.Dataset) -> tuple[float | None, float | None]:

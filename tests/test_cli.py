@@ -139,7 +139,7 @@ def test_a_model_of_ones_own_as_state_dict_torchscript_and_monai_bundle(tiny_dat
 @pytest.mark.parametrize("args, message", [
     (["attack", "asma", "--task", "fundus"], "ASMA on your own images needs a target"),
     (["attack", "pgd_heart", "--target", "t.png"], "Options --target and --target_edit are for the asma recipe"),
-    (["segment", "--input", "missing.dcm"], "Option input_files: missing.dcm does not exist"),
+    (["segment", "--input", "missing.dcm"], "Option --input (input_files): missing.dcm does not exist"),
     (["attack", "pgd_heart", "--model", "nowhere.pt"], "Option --model: nowhere.pt does not exist"),
     (["attack", "asma", "--task", "fundus", "--target_edit", "grow:cup"], "Option target_edit 'grow:cup'"),
     (["attack", "pgd_heart", "--attack::epss", "0.1"], "Did you mean 'eps'? Fix the override (e.g. --attack::eps)"),
@@ -176,7 +176,7 @@ def test_an_output_folder_that_is_a_file_is_refused_before_the_model_runs(tiny_d
     (tmp_path / "taken").write_text("x")
     scan = sorted((tiny_datasets["cxr"] / "images").iterdir())[0]
     result = advseg("segment", "--input", scan, "--output", tmp_path / "taken" / "out")
-    assert result.returncode == 2 and f"Option output_dir: {tmp_path / 'taken'} is a file" in result.stderr
+    assert result.returncode == 2 and f"Option --output (output_dir): {tmp_path / 'taken'} is a file" in result.stderr
 
 
 def test_segment_writes_a_label_map_and_a_seg_per_input(two_scans, tmp_path):
@@ -185,3 +185,20 @@ def test_segment_writes_a_label_map_and_a_seg_per_input(two_scans, tmp_path):
     for case in ("a_scan", "b_scan"):
         assert (tmp_path / "seg" / case / "label.png").is_file()
         assert pydicom.dcmread(tmp_path / "seg" / case / "seg.dcm").Modality == "SEG"
+
+
+def test_a_real_chest_radiograph_in_one_command(tmp_path):
+    """pydicom-data's PA chest CR (1955 x 1841, MONOCHROME1, Pixel Spacing 0\\0): derived DICOM, SEGs and SC that
+    the validator accepts (errors only: the source's own warnings are inherited), and the target IoU printed."""
+    source = get_testdata_file("RG1_UNCR.dcm")
+    assert source is not None, "pip install pydicom-data (the test extra)"
+    result = advseg("attack", "pgd_heart", "--input", source, "--output", tmp_path / "out", "--attack::steps", "2")
+    assert result.returncode == 0, result.stderr
+    assert "RG1_UNCR: target IoU" in result.stdout
+    export = tmp_path / "out" / "export" / "RG1_UNCR"
+    adversarial = pydicom.dcmread(export / "adversarial.dcm")
+    assert (adversarial.Rows, adversarial.Columns) == (1955, 1841) and "PixelSpacing" not in adversarial
+    if shutil.which("dciodvfy"):
+        for name in ("adversarial.dcm", "seg_clean_pred.dcm", "seg_adv_pred.dcm", "seg_target.dcm", "overlay.dcm"):
+            check = subprocess.run(["dciodvfy", str(export / name)], capture_output=True, text=True)
+            assert [line for line in check.stderr.splitlines() if line.startswith("Error")] == [], name

@@ -1,4 +1,5 @@
-"""MONAI-style datalists: ``{"training": [...], "validation": [...], "test": [...]}`` of ``{"image", "label"}``.
+"""MONAI-style datalists: ``{"training": [...], "validation": [...], "test": [...]}`` of ``{"image", "label"}``
+(and optionally ``"target"``, an attack target label map per case, read by ASMA).
 
 Paths inside a datalist are relative to the folder that holds ``datalist.json``; read them with
 ``monai.data.load_decathlon_datalist(path, data_list_key=split, base_dir=folder)``.
@@ -17,6 +18,7 @@ from bundle._files import atomic_path
 __all__ = ["DATALIST_NAME", "write_datalist", "read_datalist", "split_indices"]
 
 DATALIST_NAME = "datalist.json"
+PATH_KEYS = ("image", "label", "target")  # file paths, relative to the datalist's folder; "target": ASMA's own targets
 
 
 def write_datalist(dataset_dir: str | Path, splits: Mapping[str, Sequence[Mapping[str, str]]]) -> Path:
@@ -25,7 +27,7 @@ def write_datalist(dataset_dir: str | Path, splits: Mapping[str, Sequence[Mappin
     rel = {}
     for split, items in splits.items():
         rel[split] = [
-            {k: (Path(v).resolve().relative_to(dataset_dir).as_posix() if k in ("image", "label") else v)
+            {k: (Path(v).resolve().relative_to(dataset_dir).as_posix() if k in PATH_KEYS else v)
              for k, v in item.items()}
             for item in items
         ]
@@ -66,10 +68,11 @@ def read_datalist(dataset_dir: str | Path, split: str) -> list[dict]:
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("image"), str) or not item["image"]:
             raise ValueError(f"{path}: item {i} of split {split!r} has no \"image\" path ({json.dumps(item)[:80]}){fix}")
-        if "label" in item and not isinstance(item["label"], str):
-            raise ValueError(f"{path}: item {i} of split {split!r} has a \"label\" that is not a path{fix}")
+        for key in PATH_KEYS[1:]:
+            if key in item and not isinstance(item[key], str):
+                raise ValueError(f"{path}: item {i} of split {split!r} has a \"{key}\" that is not a path{fix}")
     base = path.parent
-    return [{k: (str(base / v) if k in ("image", "label") else v) for k, v in item.items()} for item in items]
+    return [{k: (str(base / v) if k in PATH_KEYS else v) for k, v in item.items()} for item in items]
 
 
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:

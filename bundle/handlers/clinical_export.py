@@ -10,6 +10,8 @@ units) join the case's row in ``metrics.csv``.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from pydicom.uid import generate_uid
 from bundle._files import safe_name
 from bundle.attacks._utils import model_guard
 from bundle.handlers.attack_metrics import GROUND_TRUTH, case_names
+from bundle.inputs import is_dicom
 from bundle.io import (UIDMap, deidentify_file, label_to_native, perturbation_to_stored, photo_perturbation_to_uint8,
                        write_derived_dicom, write_nifti, write_png, write_secondary_capture, write_seg)
 from bundle.metrics import paper_iou
@@ -36,6 +39,9 @@ SEG_KINDS = (("clean_pred", "clean prediction", 911), ("adv_pred", "adversarial 
 
 class ClinicalExporter:
     """Write ``<output_dir>/export/<case>/`` for every case (after ``AttackHandler``, before the metrics writer).
+
+    A case's files are written into a hidden ``.<case>.part`` folder that becomes ``<case>`` once all are written,
+    so an error or a kill never leaves a half-exported case.
 
     Args:
         output_dir: run folder.
@@ -71,8 +77,9 @@ class ClinicalExporter:
         sources = out["image"].meta["filename_or_obj"]
         for i, case in enumerate(case_names(engine)):
             source = Path(str(sources[i]))
-            folder = self.folder / safe_name(case)
-            if source.suffix.lower() == ".dcm":
+            final, folder = self.folder / safe_name(case), self.folder / f".{safe_name(case)}.part"
+            shutil.rmtree(folder, ignore_errors=True)  # what a killed run left of this case
+            if is_dicom(source):
                 path, delta, spacing = self._export_dicom(out, i, case, source, folder)
                 extra["l2_stored"].append(float(np.linalg.norm(delta)))
                 extra["linf_stored"].append(float(np.abs(delta).max()))
@@ -83,7 +90,9 @@ class ClinicalExporter:
             channels = [("", delta)] if delta.ndim == 2 else [(f"_{c}", delta[..., k]) for k, c in enumerate("rgb")]
             for suffix, plane in channels:
                 write_nifti(plane.astype(np.float32), folder / f"perturbation{suffix}.nii.gz", spacing=spacing)
-            written.append(path)
+            shutil.rmtree(final, ignore_errors=True)  # a case's folder appears whole or not at all
+            os.replace(folder, final)
+            written.append(final / path.name)
         extra["roundtrip_target_iou"] = self._round_trip(engine.network, written, out["target"])
         metrics = out.setdefault("extra_metrics", {})
         metrics.update({k: torch.as_tensor(v, dtype=torch.float32) for k, v in extra.items() if len(v)})
@@ -91,7 +100,7 @@ class ClinicalExporter:
     def _export_dicom(self, out: dict, i: int, case: str, source: Path, folder: Path) -> tuple[Path, np.ndarray, list]:
         """Write the case's DICOM objects; return the adversarial file, the stored-unit perturbation, the spacing."""
         stored = perturbation_to_stored(source, out["image"][i], out["adv"][i], bounds=self.bounds)
-        _, meta = read_xray_dicom(source)
+        _, meta = read_xray_dicom(source, force=True)  # the run accepted this input (--force covers the body part)
         native = tuple(int(s) for s in meta["spatial_shape"])
         uid = lambda kind: generate_uid(entropy_srcs=[self.attack_name, case, kind])  # noqa: E731
         if self.uid_map:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from bundle._files import safe_name
 from bundle.handlers.attack_metrics import case_names
+from bundle.inputs import is_dicom
 from bundle.io import label_to_native, write_png, write_seg
 
 __all__ = ["PredictionSaver"]
@@ -23,7 +24,7 @@ __all__ = ["PredictionSaver"]
 
 def native_size(source: Path) -> tuple[int, int]:
     """``(rows, columns)`` of a DICOM image or a photograph, from its header."""
-    if source.suffix.lower() == ".dcm":
+    if is_dicom(source):
         ds = pydicom.dcmread(source, stop_before_pixels=True)
         return int(ds.Rows), int(ds.Columns)
     with Image.open(source) as im:
@@ -55,7 +56,7 @@ class PredictionSaver:
             folder = self.output_dir / safe_name(case)
             label = label_to_native(preds[i], native_size(source))
             write_png(label.astype(np.uint8), folder / "label.png")
-            if source.suffix.lower() == ".dcm":
+            if is_dicom(source):
                 write_seg(source, label, folder / "seg.dcm", class_names=self.class_names,
                           algorithm_name="bundle U-Net", algorithm_version=self.algorithm_version,
                           series_description="bundle U-Net segmentation")

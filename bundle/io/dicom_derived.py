@@ -78,6 +78,15 @@ LOSSLESS_SYNTAXES = {RLELossless: "RLE Lossless", JPEGLSLossless: "JPEG-LS Lossl
                      JPEG2000Lossless: "JPEG 2000 Lossless"}
 
 
+def _positive_pair(value: object) -> bool:
+    """Whether a spacing attribute's value is two positive numbers."""
+    try:
+        pair = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return False
+    return len(pair) == 2 and all(v > 0 for v in pair)
+
+
 def write_derived_dicom(
     source_path: str | os.PathLike,
     stored_pixels: object,
@@ -101,7 +110,7 @@ def write_derived_dicom(
     Equipment (this bundle, 109103), new series / content / instance creation dates and times, and the
     pixel data at the source's size, Bits Allocated / Stored, Pixel Representation and Photometric
     Interpretation, written uncompressed (Explicit VR Little Endian) whatever the source's transfer
-    syntax. Window, rescale, VOI LUT and Presentation LUT attributes are kept, so the image displays
+    syntax. A Pixel Spacing or Imager Pixel Spacing that is not two positive numbers is dropped. Window, rescale, VOI LUT and Presentation LUT attributes are kept, so the image displays
     like the source; Lossy Image Compression is kept (set to ``01`` when the source's transfer syntax
     was lossy and the source did not say so). The source file and ``stored_pixels`` are only read.
 
@@ -162,6 +171,9 @@ def write_derived_dicom(
     source_ref = _dicom.source_image_item(ds)  # after de-identification: points at the mapped source UID
     for keyword in _DROP:
         if keyword in ds:
+            del ds[keyword]
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):  # real files carry 0\0: absent is valid, zero is not
+        if keyword in ds and not _positive_pair(ds[keyword].value):
             del ds[keyword]
 
     when = _dicom.now()

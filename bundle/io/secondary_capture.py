@@ -45,7 +45,8 @@ def write_secondary_capture(
     Args:
         source_path: the DICOM image the picture was made from; its patient and study are copied and
             it is referenced in Source Image Sequence. Only read.
-        rgb: ``(H, W, 3)`` uint8 array (any size; the source's pixel spacing is scaled to it). Not modified.
+        rgb: ``(H, W, 3)`` uint8 array (any size; a rendered figure has no pixel spacing, so none is written and
+            viewers keep its aspect ratio). Not modified.
         out_path: destination file; written atomically. Never derived from tag values.
         series_instance_uid: UID of the overlay series.
         series_description: at most 64 characters.
@@ -75,18 +76,12 @@ def write_secondary_capture(
     person_names = _dicom.single_valued_names(source)
     orientation = source.get("PatientOrientation")
     orientation = tuple(str(v) for v in orientation) if orientation is not None and len(orientation) == 2 else None
-    spacing = source.get("PixelSpacing", source.get("ImagerPixelSpacing"))
-    if spacing is not None and len(spacing) == 2:
-        spacing = (float(spacing[0]) * int(source.Rows) / arr.shape[0],
-                   float(spacing[1]) * int(source.Columns) / arr.shape[1])
-    else:
-        spacing = None
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source, pixel_array=np.ascontiguousarray(arr), photometric_interpretation="RGB",
         bits_allocated=8, coordinate_system="PATIENT" if orientation else None,
         series_instance_uid=series_instance_uid, series_number=series_number,
         sop_instance_uid=sop_instance_uid or generate_uid(), instance_number=int(instance_number),
-        manufacturer=_dicom.MANUFACTURER, patient_orientation=orientation, pixel_spacing=spacing,
+        manufacturer=_dicom.MANUFACTURER, patient_orientation=orientation, pixel_spacing=None,
         transfer_syntax_uid=ExplicitVRLittleEndian, series_description=series_description,
         manufacturer_model_name=_dicom.MANUFACTURER, software_versions=_dicom.bundle_version())
     sc.ConversionType = "WSD"  # rendered by a workstation (this bundle), not digitised
