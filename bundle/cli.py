@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import runpy
 import sys
 import time
@@ -47,6 +48,13 @@ CLI_NAMES = {"input_files": "--input", "target_files": "--target", "output_dir":
 
 class UserError(Exception):
     """A mistake the user can fix: printed as one line, exit status 2."""
+
+
+def attack_options() -> set[str]:
+    """Keyword options of the bundle's attacks (``--attack::<name>``)."""
+    from bundle.attacks import asma, fgsm, pgd
+
+    return {n for f in (asma, fgsm, pgd) for n, p in inspect.signature(f).parameters.items() if p.kind == p.KEYWORD_ONLY}
 
 
 def _parse_value(text: str) -> object:
@@ -262,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         for option, flag in CLI_NAMES.items():  # the bundle names its options; say how they are spelt here
             message = message.replace(f"Option {option}", f"Option {flag} ({option})")
+        name = message.split()[1] if message.startswith("Argument ") else None
+        if name in attack_options():
+            message += f" Set it with --attack::{name}."
         print(f"advseg: error: {message}", file=sys.stderr)
         return 2
     return 0

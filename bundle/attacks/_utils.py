@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from monai.utils import look_up_option
 
 __all__ = ["AttackResult", "Progress", "Loss", "model_guard", "index_map", "predicted_classes", "check_bounds",
-           "check_non_negative", "check_steps", "check_classes", "check_target_classes", "still_running", "store_rows",
+           "check_non_negative", "check_choice", "check_steps", "check_classes", "check_target_classes", "still_running", "store_rows",
            "check_region", "class_onehot", "segmentation_loss", "loss_scale"]
 
 
@@ -151,12 +151,22 @@ def check_steps(steps: int) -> int:
     return steps
 
 
+def check_choice(value: object, choices: type[Enum], name: str) -> Enum:
+    """``value`` as a member of the string Enum ``choices``, or a ``ValueError`` naming the argument, the valid
+    names and MONAI's nearest suggestion."""
+    try:
+        return look_up_option(value, choices)
+    except ValueError as e:
+        valid = ", ".join(c.value for c in choices)
+        raise ValueError(f"Argument {name} should be one of {valid}, got {value!r}. {e}".strip()) from None
+
+
 def check_classes(classes: Sequence[int] | None, num_classes: int, loss: str | Loss, targeted: bool = True) -> list[int]:
     """The classes a loss covers: ``classes`` checked against the logits; by default all but background
     (all classes for cross-entropy, and for the margin of a targeted attack, which must also turn pixels into
     background; an untargeted one has nothing to flip there)."""
     if classes is None:
-        loss = look_up_option(loss, Loss)
+        loss = check_choice(loss, Loss, "loss")
         everything = loss == Loss.CE or (loss == Loss.MARGIN and targeted) or num_classes == 1
         return list(range(0 if everything else 1, num_classes))
     chosen = [int(c) for c in classes]
@@ -198,7 +208,7 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, loss: str | Lo
     ``class_onehot(target, classes)``, so that neither is built (nor copied to the GPU) on every step.
     Computed in float32 whatever the autocast dtype of ``logits``.
     """
-    loss = look_up_option(loss, Loss)
+    loss = check_choice(loss, Loss, "loss")
     logits = logits.float()
     num_classes = logits.shape[1]
     if loss == Loss.CE and len(classes) == num_classes:

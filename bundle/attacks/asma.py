@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from enum import Enum
 
 import torch
-from monai.utils import look_up_option
 
-from bundle.attacks._utils import (AttackResult, Progress, check_bounds, check_non_negative, check_steps,
+from bundle.attacks._utils import (AttackResult, Progress, check_bounds, check_choice, check_non_negative, check_steps,
                                   check_target_classes, index_map, model_guard, predicted_classes, still_running,
                                   store_rows)
 from bundle.metrics import paper_iou
@@ -60,7 +59,7 @@ def asma(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
 
     Paper: https://arxiv.org/abs/1907.13124
     """
-    variant = look_up_option(variant, AsmaVariant)
+    variant = check_choice(variant, AsmaVariant, "variant")
     lo, hi = check_bounds(images, bounds)
     steps = check_steps(steps)
     beta, tau = check_non_negative(beta, "beta"), check_non_negative(tau, "tau")

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from enum import Enum
 
 import torch
-from monai.utils import look_up_option
 
-from bundle.attacks._utils import (AttackResult, Progress, check_bounds, check_classes, check_non_negative, check_region,
-                                   check_steps, check_target_classes, class_onehot, index_map, loss_scale,
-                                   model_guard, predicted_classes, segmentation_loss, still_running, store_rows)
+from bundle.attacks._utils import (AttackResult, Loss, Progress, check_bounds, check_choice, check_classes,
+                                   check_non_negative, check_region, check_steps, check_target_classes, class_onehot,
+                                   index_map, loss_scale, model_guard, predicted_classes, segmentation_loss,
+                                   still_running, store_rows)
 from bundle.metrics import paper_iou
 
 __all__ = ["pgd"]
@@ -77,7 +77,8 @@ def pgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, e
     """
     lo, hi = check_bounds(images, bounds)
     eps = check_non_negative(eps, "eps")
-    schedule = look_up_option(schedule, Schedule)
+    schedule = check_choice(schedule, Schedule, "schedule")
+    loss = check_choice(loss, Loss, "loss")
     if alpha is None:
         alpha = eps / 20 if schedule == Schedule.CONSTANT else 0.4 * eps
     alpha = check_non_negative(alpha, "alpha")

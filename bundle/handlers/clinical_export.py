@@ -25,6 +25,7 @@ from bundle._files import safe_name
 from bundle.attacks._utils import model_guard
 from bundle.handlers.attack_metrics import GROUND_TRUTH, case_names
 from bundle.inputs import is_dicom
+from bundle.io.dicom_derived import LOSSLESS_SYNTAXES
 from bundle.io import (UIDMap, deidentify_file, label_to_native, perturbation_to_stored, photo_perturbation_to_uint8,
                        write_derived_dicom, write_nifti, write_png, write_secondary_capture, write_seg)
 from bundle.metrics import paper_iou
@@ -65,6 +66,10 @@ class ClinicalExporter:
         self.class_names, self.attack_name, self.bounds = list(class_names), attack_name, tuple(bounds)
         self.preprocessing, self.nifti = preprocessing, nifti
         self.uid_map = UIDMap(deidentify_secret) if deidentify else False
+        if transfer_syntax is not None and transfer_syntax not in LOSSLESS_SYNTAXES:
+            raise ValueError(f"Option export_transfer_syntax should be null or a lossless syntax UID, one of "
+                             f"{', '.join(f'{uid} ({name})' for uid, name in LOSSLESS_SYNTAXES.items())}; got "
+                             f"{transfer_syntax!r} (a lossy syntax would change the adversarial pixels).")
         self.transfer_syntax = transfer_syntax
         self.algorithm_version = algorithm_version
 
