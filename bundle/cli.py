@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import inspect
+import logging
 import runpy
 import sys
 import time
@@ -119,10 +120,14 @@ def _run(task: str, files: list[str], overrides: dict, args: argparse.Namespace)
     """One bundle run, as ``python -m monai.bundle run`` does it (``monai.bundle.scripts.run``)."""
     from monai.bundle.scripts import run as bundle_run
 
+    verbose = args.verbose or args.command == "train"  # training reports its epochs through the log
+    if not verbose:  # MONAI's loggers carry their own INFO handlers, which no logging file reaches
+        logging.disable(logging.INFO)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="parsing config_file")  # our own configs
         bundle_run(config_file=compose(task, files), meta_file=str(BUNDLE_ROOT / "configs" / "metadata.json"),
-                   logging_file=str(BUNDLE_ROOT / "configs" / "logging.conf"), bundle_root=str(BUNDLE_ROOT),
+                   logging_file=str(BUNDLE_ROOT / "configs" / ("logging.conf" if verbose else "logging_quiet.conf")),
+                   bundle_root=str(BUNDLE_ROOT),
                    **overrides)
 
 
@@ -153,6 +158,7 @@ def _common_options(p: argparse.ArgumentParser, inputs: bool = True) -> None:
                         "\"$monai.networks.nets.SegResNet(spatial_dims=2, in_channels=1, out_channels=6)\"")
     p.add_argument("--force", action="store_true", help="accept a radiograph whose BodyPartExamined is not a chest")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    p.add_argument("--verbose", action="store_true", help="log as python -m monai.bundle run does (INFO)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,6 +222,11 @@ def _workflow(args: argparse.Namespace, extra: list[str]) -> None:
     _run(task, files, overrides, args)
     if args.command == "attack":
         _report(output, started)
+    elif args.command == "segment":
+        cases = sorted(p for p in output.iterdir() if (p / "label.png").is_file())
+        print(f"\nResults in {output} ({len(cases)} cases, {time.perf_counter() - started:.1f} s):")
+        for case in cases:
+            print(f"  {case.name}: {', '.join(sorted(p.name for p in case.iterdir()))}")
     else:
         print(f"\nResults in {output}")
 
