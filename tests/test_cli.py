@@ -3,8 +3,10 @@
 import csv
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pydicom
 import pytest
@@ -202,3 +204,28 @@ def test_a_real_chest_radiograph_in_one_command(tmp_path):
         for name in ("adversarial.dcm", "seg_clean_pred.dcm", "seg_adv_pred.dcm", "seg_target.dcm", "overlay.dcm"):
             check = subprocess.run(["dciodvfy", str(export / name)], capture_output=True, text=True)
             assert [line for line in check.stderr.splitlines() if line.startswith("Error")] == [], name
+
+
+def test_a_run_killed_during_export_is_completed_by_a_rerun(two_scans, tmp_path):
+    """SIGKILL while a case's export folder is being written; the rerun resumes, and every case's folder is whole
+    with no hidden partial file or folder left anywhere."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "bundle", "attack", "pgd_heart", "--input", str(two_scans), "--output", str(out),
+               "--attack::steps", "2", "--batch_size", "1"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((out / "export").glob(".*.part")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before its export could be interrupted"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert list((out / "export").glob(".*.part"))  # killed half way through a case
+    result = advseg(*command[3:])
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["case"] for r in rows(out)) == ["a_scan", "b_scan"]
+    assert [p for p in out.rglob("*") if p.name.startswith(".")] == []
+    for case in ("a_scan", "b_scan"):
+        assert {"adversarial.dcm", "seg_clean_pred.dcm", "seg_adv_pred.dcm", "seg_target.dcm", "overlay.dcm",
+                "target.png", "perturbation.nii.gz"} == {p.name for p in (out / "export" / case).iterdir()}
