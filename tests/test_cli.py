@@ -229,3 +229,16 @@ def test_a_run_killed_during_export_is_completed_by_a_rerun(two_scans, tmp_path)
     for case in ("a_scan", "b_scan"):
         assert {"adversarial.dcm", "seg_clean_pred.dcm", "seg_adv_pred.dcm", "seg_target.dcm", "overlay.dcm",
                 "target.png", "perturbation.nii.gz"} == {p.name for p in (out / "export" / case).iterdir()}
+
+
+def test_another_body_part_is_refused_unless_forced(tiny_datasets, tmp_path):
+    ds = pydicom.dcmread(sorted((tiny_datasets["cxr"] / "images").glob("*.dcm"))[0])
+    ds.BodyPartExamined = "HAND"
+    hand = tmp_path / "hand.dcm"
+    ds.save_as(hand)
+    result = advseg("segment", "--input", hand, "--output", tmp_path / "refused")
+    assert result.returncode == 2 and "HAND" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "refused").exists()
+    result = advseg("segment", "--input", hand, "--output", tmp_path / "forced", "--force")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "forced" / "hand" / "seg.dcm").is_file()
