@@ -25,20 +25,18 @@ def _files(bundle_root, task, workflow):
 def test_metadata_has_mandatory_keys_and_a_format_per_task(bundle_root):
     meta = json.loads((bundle_root / "configs" / "metadata.json").read_text())
     assert [k for k in MANDATORY if k not in meta] == []
-    assert meta["network_data_format"] == meta["task_network_data_formats"]["cxr"]
-    for task in TASKS:
-        fmt = meta["task_network_data_formats"][task]
+    for task in TASKS:  # configs/metadata.json describes cxr, metadata_<task>.json overrides it for the other tasks
+        extra = bundle_root / "configs" / f"metadata_{task}.json"
+        fmt = json.loads(extra.read_text())["network_data_format"] if task != "cxr" else meta["network_data_format"]
         names = bundle_config(task).get_parsed_content("class_names")
         assert list(fmt["outputs"]["pred"]["channel_def"].values()) == names
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_verify_net_in_out(bundle_root, tmp_path, task):
-    meta = json.loads((bundle_root / "configs" / "metadata.json").read_text())
-    meta["network_data_format"] = meta["task_network_data_formats"][task]
-    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    metas = [str(bundle_root / "configs" / n) for n in ["metadata.json"] + ([] if task == "cxr" else [f"metadata_{task}.json"])]
     files = [str(bundle_root / "configs" / n) for n in ("common.yaml", f"{task}.yaml")]
-    verify_net_in_out(net_id="network_def", meta_file=str(tmp_path / "metadata.json"), config_file=files,
+    verify_net_in_out(net_id="network_def", meta_file=metas, config_file=files,
                       device="cpu", p=2, n=1, any=16, bundle_root=str(bundle_root))
 
 
