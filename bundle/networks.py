@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, UNet
-from monai.utils import look_up_option
 
 __all__ = ["ARCHITECTURES", "build_unet", "build_network", "load_network"]
 
@@ -59,7 +58,9 @@ def build_network(architecture: str, in_channels: int, out_channels: int) -> tor
 
     The three sizes test Wang and Xu's claim that parameter count does not predict attack success.
     """
-    architecture = look_up_option(architecture, ARCHITECTURES)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"Option architecture should be one of {', '.join(ARCHITECTURES)}, got {architecture!r}; "
+                         f"or give your own network as network_def.")
     if architecture == "unet":
         return build_unet(in_channels, out_channels)
     if architecture == "attention_unet":

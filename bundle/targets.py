@@ -316,7 +316,11 @@ def structure_region(label: torch.Tensor, cls: int, kind: str, receptive_field: 
         kind: ``"receptive_field"`` or ``"bbox"``.
         receptive_field: side of the network's receptive field in model-grid pixels (odd).
     """
-    kind = look_up_option(kind, RegionKind)
+    try:
+        kind = look_up_option(kind, RegionKind)
+    except ValueError:
+        raise ValueError(f"Option region_kind should be one of {', '.join(k.value for k in RegionKind)} or null, "
+                         f"got {kind!r}.") from None
     mask = _check_label(label) == _check_class(cls, "cls")
     _require_class(mask, cls, f"structure {cls}")
     if kind == RegionKind.RECEPTIVE_FIELD:
