@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         message = user_message(error)
+        message = None if message is None else " ".join(message.split())  # one line
         if message is None:
             print(f"advseg: internal error ({type(error).__name__}: {error}); rerun with --debug for the traceback "
                   f"and report it", file=sys.stderr)

@@ -242,3 +242,21 @@ def test_another_body_part_is_refused_unless_forced(tiny_datasets, tmp_path):
     result = advseg("segment", "--input", hand, "--output", tmp_path / "forced", "--force")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "forced" / "hand" / "seg.dcm").is_file()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--variant", "foo", "Option variant should be one of target, surrogate, got 'foo'"),
+    ("--architecture", "unetx", "Option architecture should be one of unet, attention_unet, unet_plus_plus"),
+    ("--region_kind", "box", "Option region_kind should be one of receptive_field, bbox or null, got 'box'"),
+    ("--attack::loss", "foo", "Argument loss should be one of iou, dice, ce, margin, got 'foo'"),
+    ("--attack::schedule", "cos", "Did you mean 'cosine'? Set it with --attack::schedule"),
+    ("--attack::eps", "nan", "Argument eps should be a non-negative float, got 'nan'. Set it with --attack::eps"),
+    ("--export_transfer_syntax", "1.2.3", "Option export_transfer_syntax should be null or a lossless syntax UID"),
+    ("--model_grid", "[100, 100]", "Option model_grid should be [H, W], two positive multiples of 16"),
+])
+def test_a_bad_bundle_option_is_named(option, value, message, two_scans, tmp_path, capsys):
+    assert main(["attack", "pgd_heart", "--input", str(two_scans), "--output", str(tmp_path / "out"),
+                 "--attack::steps", "1", option, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("advseg: error: ") and message in err, err
+    assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -153,12 +154,14 @@ def check_steps(steps: int) -> int:
 
 def check_choice(value: object, choices: type[Enum], name: str) -> Enum:
     """``value`` as a member of the string Enum ``choices``, or a ``ValueError`` naming the argument, the valid
-    names and MONAI's nearest suggestion."""
+    names and the closest one."""
     try:
         return look_up_option(value, choices)
-    except ValueError as e:
-        valid = ", ".join(c.value for c in choices)
-        raise ValueError(f"Argument {name} should be one of {valid}, got {value!r}. {e}".strip()) from None
+    except ValueError:
+        valid = [c.value for c in choices]
+        close = difflib.get_close_matches(str(value), valid, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Argument {name} should be one of {', '.join(valid)}, got {value!r}.{hint}") from None
 
 
 def check_classes(classes: Sequence[int] | None, num_classes: int, loss: str | Loss, targeted: bool = True) -> list[int]:
