@@ -28,11 +28,10 @@ def installed(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
                     str(source)], check=True, capture_output=True)
     env = root / "venv"
-    venv.create(env, system_site_packages=True, with_pip=True)
-    python = env / "bin" / "python"
+    venv.create(env, system_site_packages=True, with_pip=False)
     (wheel,) = wheels.glob("*.whl")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"), "install", "-q", "--no-deps",
+                    str(wheel)], check=True, capture_output=True)
     work = root / "empty"
     work.mkdir()
     return env / "bin", work
