@@ -260,3 +260,15 @@ def test_a_bad_bundle_option_is_named(option, value, message, two_scans, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("advseg: error: ") and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command, usage", [("demo", "--attack_cases"), ("reproduce", "--quick")])
+def test_demo_and_reproduce_are_the_scripts(command, usage, capsys):
+    assert main([command, "--help"]) == 0
+    assert usage in capsys.readouterr().out
+
+
+def test_help_shows_examples():
+    result = advseg("attack", "--help")
+    assert result.returncode == 0 and "advseg attack asma --task fundus --input photo.jpg --target target.png" in \
+        result.stdout
