@@ -207,6 +207,9 @@ def test_dicom_export_passes_the_validator_and_round_trips(bundle_root, tiny_dat
     for name in files:
         if name.endswith(".dcm"):
             assert _dciodvfy_errors(folder / name) == [], name
+        if name.endswith(".dcm") and name != "source.dcm":  # each series the attack made says what it is, and when
+            ds = pydicom.dcmread(folder / name)
+            assert ds.SeriesDescription.endswith(" - ADVERSARIAL RESEARCH, NOT FOR DIAGNOSIS") and ds.SeriesDate, name
     source = pydicom.dcmread(tiny_datasets["cxr"] / "images" / "cxr_0006.dcm")
     adv = pydicom.dcmread(folder / "adversarial.dcm")
     assert adv.PatientIdentityRemoved == "YES" and str(source.PatientID) not in str(adv.PatientID)

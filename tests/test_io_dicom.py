@@ -25,6 +25,7 @@ import bundle.io as bio
 from bundle.data.cxr import CXR_CLASSES
 from bundle.data.dicom_writer import write_dx
 from bundle.transforms import read_xray_dicom
+from bundle.visualize import COLOURS
 
 ROWS, COLS = 64, 80          # native grid of the test radiographs
 MODEL = (32, 32)             # model grid: factors 2 (rows) and 2.5 (columns), integer and not
@@ -226,6 +227,27 @@ def test_bilinear_mode_reproduces_a_smooth_perturbation(sources, tmp_path):
     assert float((_to_model(path) - adv)[..., 1:-1, 1:-1].abs().max()) < two_stored_units
 
 
+def test_written_perturbation_shows_no_blocks_of_the_model_grid(tmp_path):
+    """1024 -> 256 in small: a factor-4 native grid. Pixel replication (the old writer, ``area_inverse``) leaves the
+    perturbation constant inside 4x4 blocks; the default writes it smooth across the block borders, with most of its
+    energy below the model grid's Nyquist frequency, and the file still reads back as the attacked model input."""
+    src = write_dx(tmp_path / "src.dcm", np.full((128, 128), 2000, np.uint16), window=(2048.0, 4096.0),
+                   patient_id="BLOCKS", patient_name="Phantom^Blocks")
+    model = Resize((32, 32), mode="area")(torch.from_numpy(read_xray_dicom(src)[0])[None]) * 2.0 - 1.0
+    adv = model + 0.03 * torch.sign(torch.randn(model.shape, generator=torch.Generator().manual_seed(4)))
+    source = pydicom.dcmread(src).pixel_array.astype(np.float64)
+    blocks = {mode: bio.grid_blockiness(bio.perturbation_to_stored(src, model, adv, upsample=mode) - source, (32, 32))
+              for mode in ("smooth", "area_inverse")}
+    assert blocks["area_inverse"]["within"] == 0 and blocks["area_inverse"]["high_frequency"] > 0.3
+    assert blocks["smooth"]["ratio"] < 2.5 and blocks["smooth"]["high_frequency"] < 0.2
+    stored = bio.perturbation_to_stored(src, model, adv)
+    assert bio.grid_blockiness(stored - source, (32, 32)) == blocks["smooth"]  # the default
+    back = Resize((32, 32), mode="area")(torch.from_numpy(read_xray_dicom(
+        bio.write_derived_dicom(src, stored, tmp_path / "adv.dcm", derivation_description="smooth",
+                                series_instance_uid=generate_uid()))[0])[None]) * 2.0 - 1.0
+    assert float((back - adv).abs().max()) < 2.0 / 2047.5  # within two stored units of the in-memory input
+
+
 def test_monochrome1_perturbation_has_the_opposite_sign_in_stored_values(sources):
     deltas = {}
     for photometric in PHOTOMETRICS:
@@ -292,6 +314,41 @@ def test_seg_reads_back_with_highdicom_equal_to_the_label_maps(written, sources,
         assert lung.SegmentAlgorithmType == "AUTOMATIC" and lung.SegmentAlgorithmName == "cxr-unet"
         pixels = seg.get_pixels_by_source_instance([ref.SOPInstanceUID], combine_segments=True)
         np.testing.assert_array_equal(pixels[0], _labels(i))
+
+
+@pytest.mark.parametrize("photometric", PHOTOMETRICS)
+def test_new_series_have_colours_dates_and_no_misread_attributes(written, sources, photometric):
+    """One CIELab colour per class, the same in the three SEGs of a case and in the overlay pictures; a Series Date
+    and Time on every object written (viewers sort and label series by them; Orthanc Explorer files them under ?)."""
+    assert bio.SEGMENT_COLOURS == COLOURS
+    for name in ("clean", "adv", "target"):
+        seg = pydicom.dcmread(written["files"][f"seg_{name}_{photometric}"])
+        colours = [tuple(item.RecommendedDisplayCIELabValue) for item in seg.SegmentSequence]
+        assert colours == [hd.color.CIELabColor.from_string(COLOURS[n]).value for n in range(5)]
+    for kind in ("adv", "seg_clean", "seg_adv", "seg_target", "sc"):
+        for deid in ("", "_deid"):
+            ds = pydicom.dcmread(written["files"][f"{kind}_{photometric}{deid}"])
+            assert len(ds.SeriesDate) == 8 and len(ds.SeriesTime) >= 6, kind
+    assert "VOILUTFunction" not in pydicom.dcmread(sources[photometric])  # LINEAR is the default: not written
+
+
+def test_a_linear_voi_lut_function_is_not_copied_other_values_are(sources, tmp_path):
+    """OHIF 3.13 read VOI LUT Function "LINEAR" as "L" and showed the DX blank; absent means the same."""
+    for function, kept in (("LINEAR", False), ("SIGMOID", True)):
+        src = pydicom.dcmread(sources["MONOCHROME2"])
+        src.VOILUTFunction = function
+        src.save_as(tmp_path / "src.dcm", enforce_file_format=True)
+        path = bio.write_derived_dicom(tmp_path / "src.dcm", src.pixel_array, tmp_path / f"{function}.dcm",
+                                       derivation_description="copy", series_instance_uid=generate_uid())
+        assert ("VOILUTFunction" in pydicom.dcmread(path)) == kept
+
+
+def test_series_descriptions_say_adversarial_research_not_for_diagnosis():
+    assert bio.ADVERSARIAL_SERIES_DESCRIPTION == "Adversarial image - ADVERSARIAL RESEARCH, NOT FOR DIAGNOSIS"
+    assert bio.research_description("Adversarial pred. SEG") == (
+        "Adversarial pred. SEG - ADVERSARIAL RESEARCH, NOT FOR DIAGNOSIS")
+    with pytest.raises(ValueError, match="Argument kind should be 1-22 characters without backslashes"):
+        bio.research_description("Adversarial prediction SEG")
 
 
 def test_secondary_capture_joins_the_source_study(written, sources):

@@ -32,7 +32,7 @@ dicomweb_api = pytest.importorskip("dicomweb_client.api", reason="dicomweb-clien
                                    "(pip install -e '.[test]')")
 
 ROWS, COLS = 256, 256
-MODEL = (64, 64)                        # factor 4: the perturbation is written as 4x4 blocks
+MODEL = (64, 64)                        # factor 4: written with upsample="area_inverse", 4x4 blocks
 EPS = 0.02                              # model-domain perturbation (units of the [-1, 1] scale)
 WINDOW = (2048.0, 4096.0)               # full 12-bit window: no pixel is clipped by the VOI window
 PHOTOMETRICS = ("MONOCHROME2", "MONOCHROME1")
@@ -113,7 +113,7 @@ def cases(tmp_path_factory, client) -> dict:
                           study_description="PACS round trip", series_description="PA chest phantom")
         clean = _to_model(source)
         adv = (clean + _perturbation()).clamp(-1.0, 1.0)
-        stored = bio.perturbation_to_stored(source, clean, adv)
+        stored = bio.perturbation_to_stored(source, clean, adv, upsample="area_inverse")  # known block values
         adv_path = bio.write_derived_dicom(source, stored, folder / "adv.dcm",
                                            derivation_description=f"checkerboard eps={EPS} (PACS test)",
                                            series_instance_uid=generate_uid())

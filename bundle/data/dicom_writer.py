@@ -181,8 +181,7 @@ def write_dx(
     ds.RescaleType = "US"
     ds.PresentationLUTShape = "IDENTITY" if photometric == "MONOCHROME2" else "INVERSE"
     ds.WindowCenter = _ds_str(center)
-    ds.WindowWidth = _ds_str(width)
-    ds.VOILUTFunction = "LINEAR"
+    ds.WindowWidth = _ds_str(width)  # no VOI LUT Function: LINEAR is its default, and OHIF 3.13 misread the value
     # DX Anatomy Imaged + DX Positioning
     ds.ImageLaterality = "U"
     ds.AnatomicRegionSequence = DicomSequence([_code("51185008", "SCT", "Chest")])

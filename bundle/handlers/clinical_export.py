@@ -25,6 +25,7 @@ from bundle._files import safe_name
 from bundle.attacks._utils import model_guard
 from bundle.handlers.attack_metrics import GROUND_TRUTH, case_names
 from bundle.inputs import is_dicom
+from bundle.io._dicom import research_description
 from bundle.io.dicom_derived import LOSSLESS_SYNTAXES
 from bundle.io import (UIDMap, deidentify_file, label_to_native, perturbation_to_stored, photo_perturbation_to_uint8,
                        write_derived_dicom, write_nifti, write_png, write_secondary_capture, write_seg)
@@ -34,8 +35,10 @@ from bundle.visualize import render_overlay
 
 __all__ = ["ClinicalExporter"]
 
-SEG_KINDS = (("clean_pred", "clean prediction", 911), ("adv_pred", "adversarial prediction", 912),
-             ("target", "attack target", 913))
+# key, what it is, Series Number, the kind its Series Description starts with (research_description)
+SEG_KINDS = (("clean_pred", "clean prediction", 911, "Clean prediction SEG"),
+             ("adv_pred", "adversarial prediction", 912, "Adversarial pred. SEG"),
+             ("target", "attack target", 913, "Attack target SEG"))
 
 
 class ClinicalExporter:
@@ -114,17 +117,19 @@ class ClinicalExporter:
         adv_path = write_derived_dicom(source, stored, folder / "adversarial.dcm", series_instance_uid=uid("image"),
                                        derivation_description=f"adversarial perturbation added: {self.attack_name}",
                                        deidentify=self.uid_map, transfer_syntax=self.transfer_syntax)
-        for key, what, number in SEG_KINDS:
+        for key, what, number, kind in SEG_KINDS:
             write_seg(adv_path if key == "adv_pred" else source, label_to_native(out[key][i], native),
                       folder / f"seg_{key}.dcm", class_names=self.class_names, algorithm_name="bundle U-Net",
-                      algorithm_version=self.algorithm_version, series_description=f"{self.attack_name}: {what}",
-                      series_instance_uid=uid(key), series_number=number, content_label=key.upper()[:16],
-                      deidentify=self.uid_map)
+                      algorithm_version=self.algorithm_version, series_description=research_description(kind),
+                      content_description=f"{self.attack_name}: {what}"[:64], series_instance_uid=uid(key),
+                      series_number=number, content_label=key.upper()[:16], deidentify=self.uid_map)
         overlay = render_overlay(out["image"][i], out["adv"][i], out["label"][i], out["adv_pred"][i], out["target"][i],
                                  bounds=self.bounds, class_names=self.class_names, title=description,
                                  reference=out.get("reference", GROUND_TRUTH))
         write_secondary_capture(source, overlay, folder / "overlay.dcm", series_instance_uid=uid("overlay"),
-                                series_description=f"{self.attack_name}: overlay", deidentify=self.uid_map)
+                                series_description=research_description("Overlay figure"),
+                                derivation_description=f"{self.attack_name}: segmentation overlay rendered on the "
+                                                       f"source image", deidentify=self.uid_map)
         if self.nifti:
             self._write_masks(out, i, folder, native, meta["pixel_spacing"])
             write_nifti(stored, folder / "adversarial.nii.gz", spacing=meta["pixel_spacing"])
@@ -141,7 +146,7 @@ class ClinicalExporter:
         return path, rgb.astype(np.float64) - clean, (1.0, 1.0)
 
     def _write_masks(self, out: dict, i: int, folder: Path, native: Sequence[int], spacing: Sequence[float]) -> None:
-        for key, _, _ in SEG_KINDS:
+        for key, *_ in SEG_KINDS:
             write_nifti(label_to_native(out[key][i], native), folder / f"{key}.nii.gz", spacing=spacing)
 
     def _round_trip(self, network: torch.nn.Module, paths: Sequence[Path], target: torch.Tensor) -> list[float]:

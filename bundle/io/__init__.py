@@ -6,6 +6,7 @@ its output path from the caller (never from tag values) and, with ``deidentify=T
 :class:`UIDMap`, applies the PS3.15 Basic Profile consistently across the objects of a case.
 """
 
+from bundle.io._dicom import RESEARCH_MARK, research_description
 from bundle.io.deidentify import UIDMap, deidentify, deidentify_file, is_deidentified
 from bundle.io.dicom_derived import (
     ADVERSARIAL_SERIES_DESCRIPTION,
@@ -13,8 +14,9 @@ from bundle.io.dicom_derived import (
     DERIVED_SERIES_NUMBER,
     write_derived_dicom,
 )
-from bundle.io.dicom_seg import SEG_SERIES_NUMBER, segment_codes, write_seg
+from bundle.io.dicom_seg import SEG_SERIES_NUMBER, SEGMENT_COLOURS, segment_codes, segment_colour, write_seg
 from bundle.io.pixels import (
+    grid_blockiness,
     label_to_native,
     perturbation_to_stored,
     photo_perturbation_to_uint8,
@@ -27,9 +29,9 @@ from bundle.io.volumes import orientation_matrix_lps, write_nifti, write_nrrd
 
 __all__ = [
     "perturbation_to_stored", "stored_units_per_model_unit", "photo_to_uint8", "photo_perturbation_to_uint8",
-    "label_to_native",
+    "label_to_native", "grid_blockiness",
     "write_derived_dicom", "write_seg", "write_secondary_capture", "write_nifti", "write_nrrd", "write_png",
     "deidentify", "deidentify_file", "is_deidentified", "UIDMap", "segment_codes", "orientation_matrix_lps",
     "ADVERSARIAL_SERIES_DESCRIPTION", "DERIVATION_CODE", "DERIVED_SERIES_NUMBER", "SEG_SERIES_NUMBER",
-    "SC_SERIES_NUMBER",
+    "SC_SERIES_NUMBER", "SEGMENT_COLOURS", "segment_colour", "research_description", "RESEARCH_MARK",
 ]

@@ -18,6 +18,8 @@ MANUFACTURER = "adversarial-segmentation-bundle"
 SOURCE_PURPOSE = ("121322", "DCM", "Source image for image processing operation")
 # CID 7005 Contributing Equipment Purpose of Reference
 MODIFYING_EQUIPMENT = ("109103", "DCM", "Modifying Equipment")
+# what every series written for an attack says of itself, in its Series Description (LO, at most 64 characters)
+RESEARCH_MARK = "ADVERSARIAL RESEARCH, NOT FOR DIAGNOSIS"
 
 
 def bundle_version() -> str:
@@ -29,6 +31,24 @@ def bundle_version() -> str:
 
 def now() -> _dt.datetime:
     return _dt.datetime.now().replace(microsecond=0)
+
+
+def research_description(kind: str) -> str:
+    """``"<kind> - ADVERSARIAL RESEARCH, NOT FOR DIAGNOSIS"``, the Series Description of an attack's series.
+
+    Raises:
+        ValueError: the result would exceed the 64 characters of a Series Description (``kind`` over 22).
+    """
+    text = f"{kind} - {RESEARCH_MARK}"
+    if not kind or len(text) > 64 or "\\" in text:
+        raise ValueError(f"Argument kind should be 1-{64 - len(RESEARCH_MARK) - 3} characters without backslashes, "
+                         f"got {kind!r}.")
+    return text
+
+
+def set_series_date_time(ds: Dataset, when: _dt.datetime) -> None:
+    """Series Date and Time of a new series: when it was written (viewers sort and label series by them)."""
+    ds.SeriesDate, ds.SeriesTime = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
 
 
 def code_item(value: str, scheme: str, meaning: str) -> Dataset:

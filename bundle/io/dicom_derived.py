@@ -40,7 +40,7 @@ from bundle.io.deidentify import resolve_uid_map
 __all__ = ["write_derived_dicom", "ADVERSARIAL_SERIES_DESCRIPTION", "DERIVED_SERIES_NUMBER",
            "DERIVATION_CODE"]
 
-ADVERSARIAL_SERIES_DESCRIPTION = "ADVERSARIAL RESEARCH IMAGE - NOT FOR DIAGNOSIS"
+ADVERSARIAL_SERIES_DESCRIPTION = _dicom.research_description("Adversarial image")
 DERIVED_SERIES_NUMBER = 900
 DERIVATION_CODE = ("113042", "DCM", "Pixel by pixel addition")  # CID 7203
 # transfer syntaxes that are always lossy, with the Lossy Image Compression Method they imply
@@ -110,9 +110,11 @@ def write_derived_dicom(
     Equipment (this bundle, 109103), new series / content / instance creation dates and times, and the
     pixel data at the source's size, Bits Allocated / Stored, Pixel Representation and Photometric
     Interpretation, written uncompressed (Explicit VR Little Endian) whatever the source's transfer
-    syntax. A Pixel Spacing or Imager Pixel Spacing that is not two positive numbers is dropped. Window, rescale, VOI LUT and Presentation LUT attributes are kept, so the image displays
-    like the source; Lossy Image Compression is kept (set to ``01`` when the source's transfer syntax
-    was lossy and the source did not say so). The source file and ``stored_pixels`` are only read.
+    syntax. A Pixel Spacing or Imager Pixel Spacing that is not two positive numbers is dropped. Window, rescale,
+    VOI LUT and Presentation LUT attributes are kept, so the image displays like the source, except a VOI LUT
+    Function of ``LINEAR``, which is the standard's default when absent and which some viewers misread; Lossy
+    Image Compression is kept (set to ``01`` when the source's transfer syntax was lossy and the source did not
+    say so). The source file and ``stored_pixels`` are only read.
 
     Args:
         source_path: single-frame grayscale (MONOCHROME1 / MONOCHROME2) DICOM image, any transfer
@@ -175,6 +177,8 @@ def write_derived_dicom(
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):  # real files carry 0\0: absent is valid, zero is not
         if keyword in ds and not _positive_pair(ds[keyword].value):
             del ds[keyword]
+    if str(ds.get("VOILUTFunction", "")).strip().upper() == "LINEAR":
+        del ds.VOILUTFunction  # the default when absent; OHIF 3.13 read the value as "L" and showed a blank image
 
     when = _dicom.now()
     date, time = when.strftime("%Y%m%d"), when.strftime("%H%M%S")

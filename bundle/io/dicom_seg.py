@@ -41,9 +41,12 @@ from bundle.io import _dicom
 from bundle.io.deidentify import copy_deidentification_marks, resolve_uid_map
 from bundle.io.deidentify import deidentify as _deidentify
 
-__all__ = ["write_seg", "segment_codes", "SEG_SERIES_NUMBER"]
+__all__ = ["write_seg", "segment_codes", "segment_colour", "SEG_SERIES_NUMBER", "SEGMENT_COLOURS"]
 
 SEG_SERIES_NUMBER = 910
+# Recommended Display CIELab Value of segment n: SEGMENT_COLOURS[(n - 1) % 7] (sRGB), the colour the overlay pictures
+# of bundle.visualize draw class n in (tests/test_io_dicom.py checks that the two palettes stay one)
+SEGMENT_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6")
 _ANATOMY = codes.SCT.AnatomicalStructure
 _RIGHT, _LEFT = codes.SCT.Right, codes.SCT.Left
 _OPTIC_DISC = hd.sr.CodedConcept("81016008", "SCT", "Optic disc structure")
@@ -70,6 +73,11 @@ def segment_codes(class_name: str) -> tuple:
     """``(category, type, laterality modifier or None, description)`` used for a class name (see module table)."""
     key = re.sub(r"[\s-]+", "_", class_name.strip().lower())
     return _SEGMENT_CODES.get(key, (_ANATOMY, _ANATOMY, None, class_name))
+
+
+def segment_colour(segment_number: int) -> hd.color.CIELabColor:
+    """The display colour of a segment (class index ``segment_number`` >= 1), as highdicom's CIELab value."""
+    return hd.color.CIELabColor.from_string(SEGMENT_COLOURS[(segment_number - 1) % len(SEGMENT_COLOURS)])
 
 
 def _check_label_map(label_map: object, rows: int, cols: int, num_classes: int) -> np.ndarray:
@@ -105,13 +113,15 @@ def write_seg(
     sop_instance_uid: str | None = None,
     series_number: int = SEG_SERIES_NUMBER,
     content_label: str = "SEGMENTATION",
+    content_description: str | None = None,
     deidentify: bool | Callable[[str], str] = False,
 ) -> Path:
     """Write a label map as a BINARY DICOM Segmentation of ``source_path``, atomically.
 
     One segment per class of ``class_names`` except index 0 (background); segment number = label
     value, so the three SEGs of a case (clean prediction, adversarial prediction, target) share one
-    numbering. Empty segments are kept (an all-zero frame). Each segment carries its SNOMED CT codes
+    numbering and one colour per class (Recommended Display CIELab Value, :data:`SEGMENT_COLOURS`, the colours of
+    the overlay pictures). Series Date / Time are the time of writing. Empty segments are kept (an all-zero frame). Each segment carries its SNOMED CT codes
     (module table), algorithm type AUTOMATIC and the algorithm identification (family 123110
     "Artificial Intelligence", CID 7162). The SEG joins the source's study and patient and references
     the source instance. The source file and ``label_map`` are only read.
@@ -131,6 +141,7 @@ def write_seg(
         series_instance_uid, sop_instance_uid: generated when ``None``.
         series_number: Series Number of the SEG series.
         content_label: Content Label, at most 16 characters of ``A-Z 0-9 _ space``.
+        content_description: at most 64 characters; ``series_description`` when ``None``.
         deidentify: ``False``; ``True`` or a :class:`bundle.io.UIDMap` to de-identify the source
             attributes copied into the SEG (see :func:`bundle.io.deidentify`).
 
@@ -144,6 +155,7 @@ def write_seg(
     _dicom.check_text("algorithm_name", algorithm_name, 64)
     _dicom.check_text("algorithm_version", algorithm_version, 64)
     _dicom.check_text("series_description", series_description, 64)
+    content_description = _dicom.check_text("content_description", content_description or series_description, 64)
     if not isinstance(content_label, str) or not re.fullmatch(r"[A-Z0-9_ ]{1,16}", content_label):
         raise ValueError(f"Argument content_label should be 1-16 characters of A-Z, 0-9, '_' or space, "
                          f"got {content_label!r}.")
@@ -165,7 +177,8 @@ def write_seg(
         category, prop_type, modifier, text = segment_codes(name)
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=number, segment_label=name[:64], segmented_property_category=category,
-            segmented_property_type=prop_type, algorithm_type="AUTOMATIC", algorithm_identification=algorithm))
+            segmented_property_type=prop_type, algorithm_type="AUTOMATIC", algorithm_identification=algorithm,
+            display_color=segment_colour(number)))
         extras.append((modifier, text))
     seg = hd.seg.Segmentation(
         source_images=[source], pixel_array=labels, segmentation_type="BINARY",
@@ -173,7 +186,7 @@ def write_seg(
         series_number=series_number, sop_instance_uid=sop_instance_uid or generate_uid(), instance_number=1,
         manufacturer=_dicom.MANUFACTURER, manufacturer_model_name=algorithm_name,
         software_versions=algorithm_version, device_serial_number=_dicom.bundle_version(),
-        content_label=content_label, content_description=series_description, series_description=series_description,
+        content_label=content_label, content_description=content_description, series_description=series_description,
         transfer_syntax_uid=ExplicitVRLittleEndian, omit_empty_frames=False)
     for item, (modifier, text) in zip(seg.SegmentSequence, extras):
         item.SegmentDescription = text[:64]
@@ -186,6 +199,7 @@ def write_seg(
         if "PixelMeasuresSequence" in shared:
             del shared.PixelMeasuresSequence
         seg.PatientOrientation = source.get("PatientOrientation", "")  # Type 2C without a Frame of Reference
+    _dicom.set_series_date_time(seg, _dicom.now())
     _dicom.restore_names(seg, person_names)
     if uid_map is not None:
         copy_deidentification_marks(source, seg)

@@ -11,23 +11,30 @@ pixel and inside the VOI window, affine in the stored value:
 
 so a model-domain perturbation ``adv - clean`` maps back to stored units by one factor,
 ``+-(voi_hi - voi_lo) / ((high - low) * slope)`` (minus for MONOCHROME1), after being brought from the
-model grid to the native grid. Photographs are stored as ``round(255 * display)``. Two ways to bring it there:
+model grid to the native grid. Photographs are stored as ``round(255 * display)``. Three ways to bring it there
+(``python scripts/blockiness.py`` measures them on an attack, docs/export.md has the numbers):
 
-* ``"area_inverse"`` (default): an exact right inverse of the area (adaptive average pooling) resize
-  the preprocessing applies, built per axis (the pseudo-inverse, or a local inverse where that has
-  the smaller worst-case gain; see ``_area_inverse_matrix``). Resizing the result
-  back with ``mode="area"`` returns the model-grid perturbation exactly (when the native grid is at
-  least as fine as the model grid), so the attack survives the round trip through the file up to
-  integer rounding and the clipping of the VOI window. For an integer factor this is pixel
-  replication (blocks), which keeps the L-infinity norm. For other factors an exact inverse must
-  amplify some patterns (bins share pixels): the worst-case gain per axis is 1.2-1.4 for factors of
-  6-10 (e.g. 2000 -> 256), about 3 for factors near 2.3, and more below 2; the L-infinity norm of the
-  written perturbation in stored units can then exceed the model-grid budget. Where the native grid
-  is coarser than the model grid no exact inverse exists and each native pixel gets the mean of the
-  model pixels over it.
-* ``"bilinear"``: smooth bilinear upsampling (``align_corners=False``). Looks smoother, but the area
-  resize of a bilinearly upsampled pattern is a low-pass copy of it: pixel-scale noise loses up to half
+* ``"smooth"`` (default): an exact right inverse of the area (adaptive average pooling) resize the preprocessing
+  applies, the smoothest one: per axis, each model pixel becomes a discrete quadratic spline over the native
+  pixels whose mean over every pooling bin is prescribed (``_smooth_inverse_matrix``). Resizing the result back
+  with ``mode="area"`` returns the model-grid perturbation exactly (when the native grid is at least as fine as
+  the model grid), so the attack survives the round trip through the file up to integer rounding and the
+  clipping of the VOI window, and the file shows no blocks of the model grid. The price: block means of
+  opposite sign next to each other need a smooth curve that overshoots them, so the L-infinity norm in stored
+  units can exceed the model-grid budget (worst case 1.63 per axis for 1024 -> 256; about 2.3 times on a PGD
+  perturbation, whose RMS grows by about a tenth). An exact inverse that kept the L-infinity budget would have
+  to be pixel replication wherever the perturbation sits at +-eps: blocks and budget cannot both go.
+* ``"area_inverse"``: the exact right inverse with the smallest worst-case gain (the pseudo-inverse, or a local
+  inverse; see ``_area_inverse_matrix``). For an integer factor this is pixel replication (visible blocks, e.g.
+  4 x 4 for 1024 -> 256), which keeps the L-infinity norm. For other factors an exact inverse must amplify some
+  patterns (bins share pixels): the worst-case gain per axis is 1.2-1.4 for factors of 6-10 (e.g. 2000 -> 256),
+  about 3 for factors near 2.3, and more below 2.
+* ``"bilinear"``: bilinear upsampling (``align_corners=False``). Smooth and within the L-infinity budget, but
+  the area resize of a bilinearly upsampled pattern is a low-pass copy of it: pixel-scale noise loses up to half
   of its amplitude per axis, which weakens the attack after the round trip.
+
+Where the native grid is coarser than the model grid no exact inverse exists and the two exact modes give each
+native pixel the mean of the model pixels over it.
 """
 
 from __future__ import annotations
@@ -38,15 +45,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import pydicom
+import scipy.sparse
+import scipy.sparse.linalg
 import torch
 import torch.nn.functional as F
 
 from bundle.transforms import read_photo, read_xray_dicom
 
 __all__ = ["perturbation_to_stored", "stored_units_per_model_unit", "photo_to_uint8",
-           "photo_perturbation_to_uint8", "label_to_native", "upsample_to", "UPSAMPLE_MODES"]
+           "photo_perturbation_to_uint8", "label_to_native", "upsample_to", "grid_blockiness", "UPSAMPLE_MODES"]
 
-UPSAMPLE_MODES = ("area_inverse", "bilinear")
+UPSAMPLE_MODES = ("smooth", "area_inverse", "bilinear")
 
 
 def _as_array(x: object, name: str, channels: int | None) -> np.ndarray:
@@ -110,7 +119,33 @@ def _area_inverse_matrix(native: int, model: int) -> np.ndarray:
     return inverse
 
 
-def upsample_to(arr: np.ndarray, size: Sequence[int], mode: str = "area_inverse") -> np.ndarray:
+@functools.lru_cache(maxsize=32)
+def _smooth_inverse_matrix(native: int, model: int) -> np.ndarray:
+    """``(native, model)`` matrix ``U`` with ``pool @ U = I`` whose columns are as smooth as an exact inverse allows.
+
+    Each column ``u`` minimises the sum of squared differences of neighbouring native pixels, ``|D u|^2``, subject
+    to ``pool @ u = e_j`` (the area resize gives the unit vector back): a discrete quadratic spline whose mean over
+    every pooling bin is prescribed (continuous, with a continuous slope, across bin borders). Solved once per
+    size pair through the sparse KKT system ``[[D'D, pool'], [pool, 0]]``. Where the native grid is coarser than
+    the model grid no exact inverse exists and each native pixel gets the mean of the model pixels over it.
+    """
+    if native < model:
+        return _area_inverse_matrix(native, model)
+    rows, cols, vals = [], [], []
+    for i, (start, end) in enumerate(_pool_bins(native, model)):
+        rows += [i] * (end - start)
+        cols += list(range(start, end))
+        vals += [1.0 / (end - start)] * (end - start)
+    pool = scipy.sparse.csc_matrix((vals, (rows, cols)), shape=(model, native))
+    diff = scipy.sparse.diags([-np.ones(native - 1), np.ones(native - 1)], [0, 1], shape=(native - 1, native))
+    kkt = scipy.sparse.bmat([[diff.T @ diff, pool.T], [pool, None]], format="csc")
+    rhs = np.vstack([np.zeros((native, model)), np.eye(model)])
+    inverse = np.ascontiguousarray(scipy.sparse.linalg.splu(kkt).solve(rhs)[:native])
+    inverse.setflags(write=False)
+    return inverse
+
+
+def upsample_to(arr: np.ndarray, size: Sequence[int], mode: str = "smooth") -> np.ndarray:
     """Bring a ``(C, h, w)`` float array to ``(C, H, W)`` = ``size`` (see the module docstring for modes)."""
     if mode not in UPSAMPLE_MODES:
         raise ValueError(f"Argument mode should be one of {UPSAMPLE_MODES}, got {mode!r}.")
@@ -120,8 +155,8 @@ def upsample_to(arr: np.ndarray, size: Sequence[int], mode: str = "area_inverse"
     if mode == "bilinear":
         t = torch.from_numpy(np.ascontiguousarray(arr))[None]
         return F.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)[0].numpy()
-    rows = _area_inverse_matrix(height, arr.shape[1])
-    cols = _area_inverse_matrix(width, arr.shape[2])
+    inverse = _smooth_inverse_matrix if mode == "smooth" else _area_inverse_matrix
+    rows, cols = inverse(height, arr.shape[1]), inverse(width, arr.shape[2])
     return np.stack([rows @ channel @ cols.T for channel in arr])
 
 
@@ -153,7 +188,7 @@ def stored_units_per_model_unit(meta: dict, bounds: Sequence[float] = (-1.0, 1.0
 
 
 def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: object, *,
-                           bounds: Sequence[float] = (-1.0, 1.0), upsample: str = "area_inverse") -> np.ndarray:
+                           bounds: Sequence[float] = (-1.0, 1.0), upsample: str = "smooth") -> np.ndarray:
     """The adversarial stored pixel array of a DICOM radiograph, at native resolution, dtype and bit depth.
 
     ``clip(round(source_stored + delta_stored), stored range)`` where ``delta_stored`` is ``adv - clean``
@@ -167,7 +202,8 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
         clean, adv: the clean and adversarial model inputs, tensors or arrays of shape ``(1, h, w)`` or
             ``(h, w)`` on the model grid, in the model domain ``bounds``. Not modified.
         bounds: ``(low, high)`` the preprocessing mapped the display range [0, 1] onto (``intensity_bounds``).
-        upsample: ``"area_inverse"`` (default, exact inverse of the area resize) or ``"bilinear"``.
+        upsample: ``"smooth"`` (default, the smoothest exact inverse of the area resize), ``"area_inverse"``
+            (exact, blocks at integer factors) or ``"bilinear"`` (see the module docstring).
 
     Returns:
         ``(Rows, Columns)`` array with the source's pixel dtype (e.g. uint16), values inside the range of
@@ -210,7 +246,7 @@ def photo_to_uint8(adv: object, size: Sequence[int] | None = None, *, upsample: 
 
 
 def photo_perturbation_to_uint8(source_path: str | os.PathLike, clean: object, adv: object, *,
-                                bounds: Sequence[float] = (0.0, 1.0), upsample: str = "area_inverse") -> np.ndarray:
+                                bounds: Sequence[float] = (0.0, 1.0), upsample: str = "smooth") -> np.ndarray:
     """The adversarial photograph at native resolution: the source photo plus the upsampled perturbation.
 
     Keeps the native detail of the source (unlike resizing ``adv`` itself) and, with the default
@@ -221,7 +257,7 @@ def photo_perturbation_to_uint8(source_path: str | os.PathLike, clean: object, a
         source_path: the PNG / JPEG the clean image was read from (:func:`bundle.transforms.read_photo`).
         clean, adv: ``(3, h, w)`` tensors or arrays on the model grid, in the model domain ``bounds``. Not modified.
         bounds: ``(low, high)`` the preprocessing mapped the display range [0, 1] onto (``intensity_bounds``).
-        upsample: ``"area_inverse"`` (default) or ``"bilinear"``.
+        upsample: ``"smooth"`` (default), ``"area_inverse"`` or ``"bilinear"`` (see the module docstring).
 
     Returns:
         ``(H, W, 3)`` uint8 at the source's native size.
@@ -256,3 +292,43 @@ def label_to_native(label: object, size: Sequence[int]) -> np.ndarray:
     if out.size and (out.min() < 0):
         raise ValueError("Argument label should hold non-negative class indices.")
     return out.astype(np.uint8 if out.size == 0 or out.max() < 256 else np.int32)
+
+
+def grid_blockiness(delta: object, model_shape: Sequence[int]) -> dict[str, float]:
+    """How much a native-grid perturbation shows the model grid it came from (blocks of pixel replication).
+
+    Per axis, the absolute differences of neighbouring pixels are split into those across the borders of the area
+    resize's pooling bins (every 4th pixel pair for 1024 -> 256) and those inside bins. A perturbation written by
+    pixel replication is constant inside its blocks: ``within`` is 0 and ``ratio`` infinite. A perturbation as
+    fine as the model grid allows has ``ratio`` near 1 (about 2 for pixel-scale sign noise, whose steepest slopes
+    fall on the borders). ``high_frequency`` is the fraction of the perturbation's energy at spatial frequencies
+    above the model grid's Nyquist frequency, the sharp edges and their harmonics that the model grid cannot hold.
+
+    Args:
+        delta: ``(H, W)`` perturbation at native resolution (any units).
+        model_shape: ``(h, w)`` of the model grid.
+
+    Returns:
+        ``{"border": mean |diff| across bin borders, "within": mean |diff| inside bins, "ratio": border / within,
+        "high_frequency": fraction in [0, 1]}``.
+    """
+    d = _as_array(delta, "delta", 1)[0]
+    border_sum = within_sum = 0.0
+    border_n = within_n = 0
+    for axis, model in enumerate(int(s) for s in model_shape):
+        native = d.shape[axis]
+        diffs = np.abs(np.diff(d, axis=axis))
+        starts = np.zeros(native - 1, dtype=bool)  # starts[k]: the pair (k, k + 1) straddles a bin border
+        for start, _ in _pool_bins(native, model)[1:]:
+            starts[start - 1] = True
+        across = diffs[starts] if axis == 0 else diffs[:, starts]
+        inside = diffs[~starts] if axis == 0 else diffs[:, ~starts]
+        border_sum, border_n = border_sum + float(across.sum()), border_n + across.size
+        within_sum, within_n = within_sum + float(inside.sum()), within_n + inside.size
+    border, within = border_sum / max(border_n, 1), within_sum / max(within_n, 1)
+    power = np.abs(np.fft.fft2(d)) ** 2
+    fy = np.abs(np.fft.fftfreq(d.shape[0]))[:, None] > 0.5 * int(model_shape[0]) / d.shape[0]
+    fx = np.abs(np.fft.fftfreq(d.shape[1]))[None, :] > 0.5 * int(model_shape[1]) / d.shape[1]
+    total = float(power.sum())
+    return {"border": border, "within": within, "ratio": border / within if within > 0 else float("inf"),
+            "high_frequency": float(power[fy | fx].sum()) / total if total > 0 else 0.0}

@@ -3,8 +3,10 @@
 The picture (RGB, 8 bit) is a rendering made by this bundle from the source image, so it is written
 as Image Type ``DERIVED\\SECONDARY``, Conversion Type ``WSD`` (workstation), with a Source Image
 Sequence pointing to the source (purpose 121322, "Source image for image processing operation",
-CID 7202) and the source's Patient Orientation, Body Part Examined and pixel spacing (scaled when the
-picture is not at the source's size).
+CID 7202), the source's Patient Orientation (every panel of the figure shows the source the way round it is
+stored) and Body Part Examined, Series Date / Time of writing, and no Pixel Spacing: the figure's pixels are no
+fixed size in the patient, so viewers draw them square and keep the figure's aspect ratio (a spacing copied
+from the source stretched a 1200 x 440 figure 2.7 times in OHIF and Orthanc's Web Viewer).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ def write_secondary_capture(
         sc.BodyPartExamined = source.BodyPartExamined
     elif str(source.get("ImageLaterality", source.get("Laterality", ""))) in ("R", "L"):
         sc.Laterality = str(source.get("ImageLaterality", source.get("Laterality")))
+    _dicom.set_series_date_time(sc, _dicom.now())
     _dicom.restore_names(sc, person_names)
     _dicom.ensure_charset(sc, derivation_description, series_description)
     if uid_map is not None:
