@@ -142,6 +142,7 @@ class AttackMetricsWriter:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._start)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._to_state)
         engine.add_event_handler(Events.COMPLETED, self._finish)
 
     def _start(self, engine: Engine) -> None:
@@ -189,6 +190,14 @@ class AttackMetricsWriter:
         if self._bar is not None:
             self._bar.update(len(columns["steps"]))
             self._bar.set_postfix(mean_target_iou=f"{self._mean('target_iou'):.4f}")
+
+    def _to_state(self, engine: Engine) -> None:
+        """The mean of every numeric column (``target_iou``, ``linf``, ``iou_<class>``, ...) over this process's rows into
+        ``engine.state.metrics``, where MONAI's MLflow and TensorBoard handlers (``--tracking mlflow``) read them."""
+        rows = list(self.rows.values())
+        if rows:
+            numeric = [k for k in rows[0] if k not in TEXT_COLUMNS and str(rows[0][k]) != ""]
+            engine.state.metrics.update({k: sum(float(r[k]) for r in rows) / len(rows) for k in numeric})
 
     def _mean(self, column: str) -> float:
         values = [float(r[column]) for r in self.rows.values()]
