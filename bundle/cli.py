@@ -123,12 +123,14 @@ def _run(task: str, files: list[str], overrides: dict, args: argparse.Namespace)
     verbose = args.verbose or args.command == "train"  # training reports its epochs through the log
     if not verbose:  # MONAI's loggers carry their own INFO handlers, which no logging file reaches
         logging.disable(logging.INFO)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="parsing config_file")  # our own configs
-        bundle_run(config_file=compose(task, files), meta_file=str(BUNDLE_ROOT / "configs" / "metadata.json"),
-                   logging_file=str(BUNDLE_ROOT / "configs" / ("logging.conf" if verbose else "logging_quiet.conf")),
-                   bundle_root=str(BUNDLE_ROOT),
-                   **overrides)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="parsing config_file")  # our own configs
+            bundle_run(config_file=compose(task, files), meta_file=str(BUNDLE_ROOT / "configs" / "metadata.json"),
+                       logging_file=str(BUNDLE_ROOT / "configs" / ("logging.conf" if verbose else "logging_quiet.conf")),
+                       bundle_root=str(BUNDLE_ROOT), **overrides)
+    finally:
+        logging.disable(logging.NOTSET)  # for callers in the same process (main() from Python, the tests)
 
 
 def _report(output: Path, started: float) -> None:

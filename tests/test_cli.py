@@ -93,20 +93,18 @@ def test_unlabelled_files_with_the_same_name_give_one_result_each(two_scans, tmp
 def test_asma_attacks_one_photograph_towards_a_given_or_edited_target(tiny_datasets, tmp_path):
     photo = sorted((tiny_datasets["fundus"] / "images").iterdir())[0]
     target = sorted((tiny_datasets["fundus"] / "labels").iterdir())[1]
-    result = advseg("attack", "asma", "--task", "fundus", "--input", photo, "--target", target,
-                    "--output", tmp_path / "given", "--attack::steps", "3")
-    assert result.returncode == 0, result.stderr
+    assert main(["attack", "asma", "--task", "fundus", "--input", str(photo), "--target", str(target),
+                 "--output", str(tmp_path / "given"), "--attack::steps", "3"]) == 0
     (row,) = rows(tmp_path / "given")
     assert row["case"] == photo.stem and row["reference"] == "clean prediction" and int(row["steps"]) <= 3
     with Image.open(tmp_path / "given" / "export" / photo.stem / "adversarial.png") as im:
         assert im.format == "PNG" and im.size == Image.open(photo).size
-    result = advseg("attack", "asma", "--task", "fundus", "--input", photo, "--target_edit", "scale:cup:1.5",
-                    "--output", tmp_path / "edited", "--attack::steps", "3")
-    assert result.returncode == 0, result.stderr
+    assert main(["attack", "asma", "--task", "fundus", "--input", str(photo), "--target_edit", "scale:cup:1.5",
+                 "--output", str(tmp_path / "edited"), "--attack::steps", "3"]) == 0
     assert len(rows(tmp_path / "edited")) == 1
 
 
-def test_a_model_of_ones_own_as_state_dict_torchscript_and_monai_bundle(tiny_datasets, two_scans, tmp_path):
+def test_a_model_of_ones_own_as_state_dict_torchscript_and_monai_bundle(tiny_datasets, two_scans, tmp_path, capsys):
     """A SegResNet trained by the bundle's own train config, attacked in its three forms with the same result."""
     assert main(["train", "--task", "cxr", "--network_def", SEGRESNET, "--dataset_dir", str(tiny_datasets["cxr"]),
                  "--max_epochs", "1", "--val_interval", "1", "--output", str(tmp_path / "train")]) == 0
@@ -122,19 +120,20 @@ def test_a_model_of_ones_own_as_state_dict_torchscript_and_monai_bundle(tiny_dat
     shutil.copy(weights, folder / "models" / "model.pt")
     scan = two_scans / "a" / "scan.dcm"
     results = {}
-    for name, model in (("state_dict", ["--model", weights, "--network_def", SEGRESNET]),
-                        ("torchscript", ["--model", tmp_path / "segresnet.ts"]), ("monai_bundle", ["--model", folder])):
+    for name, model in (("state_dict", ["--model", str(weights), "--network_def", SEGRESNET]),
+                        ("torchscript", ["--model", str(tmp_path / "segresnet.ts")]),
+                        ("monai_bundle", ["--model", str(folder)])):
         out = tmp_path / name
-        result = advseg("attack", "pgd_untargeted", "--input", scan, "--output", out, "--no_export",
-                        "--attack::steps", "2", *model)
-        assert result.returncode == 0, (name, result.stderr)
+        assert main(["attack", "pgd_untargeted", "--input", str(scan), "--output", str(out), "--no_export",
+                     "--attack::steps", "2", *model]) == 0, name
         (row,) = rows(out)
         results[name] = {k: round(float(v), 4) for k, v in row.items() if k in ("target_iou", "linf", "adv_miou_ref")}
         network = json.loads((out / "settings.json").read_text())["network"]
         assert network["class"].endswith("SegResNet") and network["torchscript"] == (name == "torchscript")
     assert results["state_dict"] == results["torchscript"] == results["monai_bundle"]
-    result = advseg("attack", "pgd_untargeted", "--input", scan, "--output", tmp_path / "wrong", "--model", weights)
-    assert result.returncode == 2 and "does not fit this network (UNet:" in result.stderr
+    assert main(["attack", "pgd_untargeted", "--input", str(scan), "--output", str(tmp_path / "wrong"),
+                 "--model", str(weights)]) == 2
+    assert "does not fit this network (UNet:" in capsys.readouterr().err
     assert not (tmp_path / "wrong").exists()
 
 
@@ -147,25 +146,29 @@ def test_a_model_of_ones_own_as_state_dict_torchscript_and_monai_bundle(tiny_dat
     (["attack", "pgd_heart", "--attack::epss", "0.1"], "Did you mean 'eps'? Fix the override (e.g. --attack::eps)"),
     (["attack", "pgd_heart", "--attack::eps"], "Option --attack::eps needs a value"),
 ])
-def test_a_mistake_gets_one_line_and_exit_status_2(args, message, tiny_datasets, tmp_path):
+def test_a_mistake_gets_one_line_and_exit_status_2(args, message, tiny_datasets, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     photo = sorted((tiny_datasets["fundus"] / "images").iterdir())[0]
-    extra = [] if "--input" in args else ["--input", photo if "fundus" in args else
-                                         sorted((tiny_datasets["cxr"] / "images").iterdir())[0]]
-    result = advseg(*args, *extra, "--output", tmp_path / "out", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
+    extra = [] if "--input" in args else ["--input", str(photo if "fundus" in args else
+                                                       sorted((tiny_datasets["cxr"] / "images").iterdir())[0])]
+    assert main([*args, *extra, "--output", str(tmp_path / "out")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("advseg: error: ") and message in last, last
-    assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_a_ct_given_to_the_chest_model_is_refused_before_any_work(tmp_path):
+def test_a_mistake_in_a_new_process_has_no_traceback(tmp_path):
+    result = advseg("segment", "--input", tmp_path / "missing.dcm", "--output", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("advseg: error: Option --input (input_files): ")
+
+
+def test_a_ct_given_to_the_chest_model_is_refused_before_any_work(tmp_path, capsys):
     ct = tmp_path / "ct.dcm"
     shutil.copy(get_testdata_file("CT_small.dcm"), ct)
     before = ct.read_bytes()
-    result = advseg("attack", "pgd_heart", "--input", ct, "--output", tmp_path / "out")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "CT" in result.stderr.strip().splitlines()[-1]
+    assert main(["attack", "pgd_heart", "--input", str(ct), "--output", str(tmp_path / "out")]) == 2
+    assert "Modality CT" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "out").exists() and ct.read_bytes() == before
 
 
