@@ -325,6 +325,14 @@ def test_new_series_have_colours_dates_and_no_misread_attributes(written, source
         seg = pydicom.dcmread(written["files"][f"seg_{name}_{photometric}"])
         colours = [tuple(item.RecommendedDisplayCIELabValue) for item in seg.SegmentSequence]
         assert colours == [hd.color.CIELabColor.from_string(COLOURS[n]).value for n in range(5)]
+        # what OHIF 3.13 needs to draw a SEG over a radiograph: shared pixel measures, the plane cornerstone3D puts
+        # an image without patient geometry in, a position per frame (docs/export.md, "Viewers")
+        shared = seg.SharedFunctionalGroupsSequence[0]
+        assert [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == [0.2, 0.25]
+        assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+        assert {tuple(float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient)
+                for f in seg.PerFrameFunctionalGroupsSequence} == {(0.0, 0.0, 0.0)}
+        assert "FrameOfReferenceUID" in seg and "FrameOfReferenceUID" not in pydicom.dcmread(sources[photometric])
     for kind in ("adv", "seg_clean", "seg_adv", "seg_target", "sc"):
         for deid in ("", "_deid"):
             ds = pydicom.dcmread(written["files"][f"{kind}_{photometric}{deid}"])

@@ -80,6 +80,47 @@ def segment_colour(segment_number: int) -> hd.color.CIELabColor:
     return hd.color.CIELabColor.from_string(SEGMENT_COLOURS[(segment_number - 1) % len(SEGMENT_COLOURS)])
 
 
+def _projection_spacing(source: Dataset) -> list[float]:
+    """The pixel spacing a viewer draws a projection radiograph with: Pixel Spacing, else Imager Pixel Spacing,
+    else 1 mm (cornerstone3D's default)."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        try:
+            pair = [float(v) for v in source.get(keyword) or ()]
+        except (TypeError, ValueError):
+            continue
+        if len(pair) == 2 and all(v > 0 for v in pair):
+            return pair
+    return [1.0, 1.0]
+
+
+def _place_on_projection(seg: Dataset, source: Dataset) -> None:
+    """Give the SEG of an image without a Frame of Reference (DX, CR) the plane that viewers put that image in.
+
+    OHIF 3.13 (cornerstone3D) draws a SEG only with a Pixel Measures item in the shared functional groups and an
+    Image Orientation (Patient) in the SEG's plane; an image without one (a radiograph) sits for cornerstone3D in the
+    plane ``1\\0\\0\\0\\1\\0`` at the origin, and a SEG in any other plane is refused ("orthogonal to the
+    acquisition plane"). So the SEG gets its own Frame of Reference (one per source image, nothing else refers to
+    it), that plane and position for every frame, and the source's pixel spacing with a nominal Slice Thickness of
+    1 mm (a projection has none; highdicom reads Pixel Measures back only with one). It keeps the source's Patient
+    Orientation, which says how the image really lies.
+    """
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    measures = Dataset()
+    measures.PixelSpacing = _projection_spacing(source)
+    measures.SliceThickness = 1
+    shared.PixelMeasuresSequence = [measures]
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared.PlaneOrientationSequence = [orientation]
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        position = Dataset()
+        position.ImagePositionPatient = [0, 0, 0]
+        item.PlanePositionSequence = [position]
+    seg.FrameOfReferenceUID = generate_uid(entropy_srcs=[str(source.SOPInstanceUID), "projection plane"])
+    seg.PositionReferenceIndicator = ""
+    seg.PatientOrientation = source.get("PatientOrientation", "")
+
+
 def _check_label_map(label_map: object, rows: int, cols: int, num_classes: int) -> np.ndarray:
     t = label_map
     if hasattr(t, "detach"):
@@ -127,8 +168,7 @@ def write_seg(
     the source instance. The source file and ``label_map`` are only read.
 
     For a source without a Frame of Reference (DX, CR) the SEG carries Patient Orientation from the
-    source and no Pixel Measures (it lies on the source's pixel grid; highdicom 0.28 cannot read back
-    Pixel Measures without Slice Thickness, which the standard does not require there).
+    source and the plane geometry OHIF needs to draw it (see ``_place_on_projection``; docs/export.md).
 
     Args:
         source_path: the DICOM image segmented (the source radiograph, or the derived adversarial image).
@@ -195,10 +235,7 @@ def write_seg(
             mod.CodeValue, mod.CodingSchemeDesignator, mod.CodeMeaning = modifier.value, "SCT", modifier.meaning
             item.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [mod]
     if "FrameOfReferenceUID" not in seg:
-        shared = seg.SharedFunctionalGroupsSequence[0]
-        if "PixelMeasuresSequence" in shared:
-            del shared.PixelMeasuresSequence
-        seg.PatientOrientation = source.get("PatientOrientation", "")  # Type 2C without a Frame of Reference
+        _place_on_projection(seg, source)
     _dicom.set_series_date_time(seg, _dicom.now())
     _dicom.restore_names(seg, person_names)
     if uid_map is not None:
