@@ -39,3 +39,35 @@ else  # a torch of another release (a GPU user's build) stays; it and what it re
     "$PY" scripts/constraints.py keep-torch > "$kept"
     "$PY" -m pip install -q -c "$kept" -e ".[test]"
 fi
+
+# --- Viewer test components (tests/test_viewers.py, tests/viewers.py) --------------------------------------------
+# Debian's chromium and Orthanc's Web Viewer plugin (orthanc-webviewer); from npm, OHIF's built viewer (only the dist/
+# folder of @ohif/app is unpacked) and playwright-core (which downloads no browser), both into $ADVSEG_VIEWERS
+# (default ~/.cache/advseg-viewers). Whatever is present at these versions is kept. ADVSEG_NO_VIEWERS=1 skips this
+# block (the viewer test then skips, naming what is missing).
+OHIF_VERSION=3.13.2
+PLAYWRIGHT_VERSION=1.65.1
+if [ -z "${ADVSEG_NO_VIEWERS:-}" ]; then
+    viewer_debs=()
+    [ -x /usr/bin/chromium ] || viewer_debs+=(chromium)
+    [ -e /usr/share/orthanc/plugins/libOrthancWebViewer.so ] || viewer_debs+=(orthanc-webviewer)
+    command -v npm >/dev/null 2>&1 || viewer_debs+=(npm)
+    if [ ${#viewer_debs[@]} -gt 0 ]; then
+        SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${viewer_debs[@]}" >/dev/null
+    fi
+    viewers="${ADVSEG_VIEWERS:-$HOME/.cache/advseg-viewers}"
+    npm_version() { sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$1" 2>/dev/null | head -1; }
+    if [ "$(npm_version "$viewers/ohif/package.json")" != "$OHIF_VERSION" ]; then
+        unpack="$(mktemp -d)"
+        (cd "$unpack" && npm pack --silent "@ohif/app@$OHIF_VERSION" >/dev/null)
+        mkdir -p "$unpack/ohif" "$viewers"
+        tar xzf "$unpack"/ohif-app-*.tgz -C "$unpack/ohif" --strip-components=1 package/dist package/package.json
+        rm -rf "$viewers/ohif" && mv "$unpack/ohif" "$viewers/ohif" && rm -rf "$unpack"
+    fi
+    if [ "$(npm_version "$viewers/node/node_modules/playwright-core/package.json")" != "$PLAYWRIGHT_VERSION" ]; then
+        npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$viewers/node" \
+            "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null
+    fi
+fi

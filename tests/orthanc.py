@@ -70,8 +70,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def orthanc_config(root: Path, plugin: str, http_port: int, dicom_port: int) -> dict:
-    """The configuration: HTTP on loopback only, no DICOM server, no authentication, DICOMweb on."""
+def orthanc_config(root: Path, plugin: str, http_port: int, dicom_port: int, extra_plugins: tuple[str, ...] = ()) -> dict:
+    """The configuration: HTTP on loopback only, no DICOM server, no authentication, DICOMweb on (and
+    ``extra_plugins``, e.g. the Web Viewer)."""
     return {
         "Name": "adversarial-bundle-tests",
         "StorageDirectory": str(root / "storage"),
@@ -90,7 +91,7 @@ def orthanc_config(root: Path, plugin: str, http_port: int, dicom_port: int) -> 
         "ConcurrentJobs": 1,
         "SaveJobs": False,
         "StableAge": 1,
-        "Plugins": [plugin],
+        "Plugins": [plugin, *extra_plugins],
         "DicomWeb": {"Enable": True, "Root": DICOMWEB_ROOT, "EnableWado": False},
     }
 
@@ -122,10 +123,11 @@ class _ExitedEarly(RuntimeError):
     """Orthanc stopped before answering (a port taken meanwhile, a bad plugin, a locked index)."""
 
 
-def _start(root: Path, exe: str, plugin: str, timeout: float) -> tuple[subprocess.Popen, str, Path]:
+def _start(root: Path, exe: str, plugin: str, timeout: float,
+           extra_plugins: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str, Path]:
     """Start one Orthanc; raise RuntimeError (log tail included) when it exits or does not answer."""
     port = _free_port()
-    config = orthanc_config(root, plugin, port, _free_port())
+    config = orthanc_config(root, plugin, port, _free_port(), extra_plugins)
     config_path = root / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=2))
     log_path = root / "orthanc.log"
@@ -158,7 +160,8 @@ def _start(root: Path, exe: str, plugin: str, timeout: float) -> tuple[subproces
 
 
 @contextlib.contextmanager
-def running_orthanc(tmp_path: str | os.PathLike, *, timeout: float = 30.0, attempts: int = 3) -> Iterator[str]:
+def running_orthanc(tmp_path: str | os.PathLike, *, timeout: float = 30.0, attempts: int = 3,
+                    extra_plugins: tuple[str, ...] = ()) -> Iterator[str]:
     """Run a private Orthanc with the DICOMweb plugin for the duration of the ``with`` block.
 
     Args:
@@ -166,6 +169,7 @@ def running_orthanc(tmp_path: str | os.PathLike, *, timeout: float = 30.0, attem
         timeout: seconds to wait for ``GET /system`` to answer.
         attempts: starts to try when Orthanc exits early (e.g. another process took the free port
             between choosing it and Orthanc binding it).
+        extra_plugins: more plugin files to load (the caller checks that they exist).
 
     Yields:
         The base URL, e.g. ``http://127.0.0.1:40123``; DICOMweb lives under ``base + "/dicom-web"``.
@@ -182,7 +186,7 @@ def running_orthanc(tmp_path: str | os.PathLike, *, timeout: float = 30.0, attem
     root.mkdir(parents=True, exist_ok=True)
     for attempt in range(attempts):
         try:
-            proc, base, _ = _start(root, exe, plugin, timeout)
+            proc, base, _ = _start(root, exe, plugin, timeout, tuple(extra_plugins))
             break
         except _ExitedEarly:
             if attempt == attempts - 1:
