@@ -289,7 +289,7 @@ def test_robustness_recipe_writes_rows_per_case_and_eps_a_report_and_resumes(bun
         wf = ConfigWorkflow(config_file=files, meta_file=str(bundle_root / "configs" / "metadata.json"),
                             workflow_type="infer", bundle_root=str(bundle_root), dataset_dir=str(tiny_datasets["cxr"]),
                             output_dir=str(out), model_file=str(weights), batch_size=2, robustness_steps=2,
-                            robustness_eps=[0.01, 0.02], robustness_stop=0.0, **extra)
+                            robustness_eps=[0.01, 0.02], robustness_stop=0.0, model_grid=[64, 64], **extra)
         wf.initialize()
         wf.run()
         wf.finalize()
