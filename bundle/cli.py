@@ -41,6 +41,8 @@ EXAMPLES = {
               "  advseg attack pgd_untargeted --with strong --input scans/ --output out/ --attack::eps 0.02",
     "evaluate": "advseg evaluate --task fundus                       (clean Dice / IoU on the phantom test split)",
     "train": "advseg train --task cxr --output runs/cxr                (the shipped weights' training config)",
+    "robustness": "advseg robustness --input scans/ --output robust/ --eps 0.01 0.02   (worst case over APGD attacks)\n"
+                  "  advseg robustness --targeted pgd_heart --num_cases 8          (targeted: the heart symbol)",
 }
 
 
@@ -146,6 +148,21 @@ def _report(output: Path, started: float) -> None:
               f"{row['steps']} steps, {float(row['seconds']):.1f} s (reference: {row.get('reference', 'ground truth')})")
 
 
+def _robustness_report(output: Path, started: float) -> None:
+    """The robustness run's folder and one line per eps from its ``summary.csv``."""
+    path = output / "summary.csv"
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    print(f"\nResults in {output} ({time.perf_counter() - started:.1f} s), report: {output / 'report.md'}")
+    for row in rows:
+        won = {k[4:]: float(v) for k, v in row.items() if k.startswith("won_")}
+        print(f"  eps {float(row['eps']):g}: worst case {float(row['worst_score']):.4f} (clean "
+              f"{float(row['clean_score']):.4f}), {float(row['passes']):.0f} passes, {float(row['seconds']):.1f} s "
+              f"per case; won most: {max(won, key=won.get) if won else '-'}")
+
+
 def _common_options(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     p.add_argument("--task", choices=TASKS, default=None, help="model and data kind (default: cxr)")
     if inputs:
@@ -176,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, epilog=f"example:\n  {EXAMPLES[name]}",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _common_options(p, inputs=name == "segment")
+    p = sub.add_parser("robustness", help="a model's worst case over an attack ensemble at each eps of a sweep",
+                       epilog=f"examples:\n  {EXAMPLES['robustness']}", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--targeted", choices=("pgd_heart", "pgd_resize", "asma"), default=None,
+                   help="a targeted recipe whose target the ensemble aims at (default: untargeted)")
+    p.add_argument("--eps", nargs="+", type=float, default=None, help="the sweep's radii in model units (robustness_eps)")
+    p.add_argument("--steps", type=int, default=None, help="passes per attack and case (robustness_steps)")
+    p.add_argument("--target", nargs="+", metavar="FILE", default=None, help="with --targeted asma: as for attack")
+    p.add_argument("--target_edit", default=None, metavar="EDIT", help="with --targeted asma: as for attack")
+    _common_options(p)
     p = sub.add_parser("attack", help="run an attack recipe and export the adversarial images",
                        epilog=f"examples:\n  {EXAMPLES['attack']}", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", choices=RECIPES, help="configs/<recipe>.yaml")
@@ -203,7 +229,15 @@ def _workflow(args: argparse.Namespace, extra: list[str]) -> None:
         overrides["force"] = True
     if getattr(args, "input", None):
         overrides["input_files"] = args.input
-    if args.command == "attack":
+    if args.command == "robustness":
+        files = ["attack.yaml", *([f"{args.targeted}.yaml"] if args.targeted else []), "robustness.yaml"]
+        overrides.update({k: v for k, v in (("robustness_eps", args.eps), ("robustness_steps", args.steps),
+                                            ("target_files", args.target), ("target_edit", args.target_edit))
+                          if v is not None})
+        if (args.target or args.target_edit) and args.targeted != "asma":
+            raise UserError("Options --target and --target_edit need --targeted asma.")
+        default_output = Path("outputs") / task / ("robustness_targeted" if args.targeted else "robustness")
+    elif args.command == "attack":
         files = ["attack.yaml", f"{args.recipe}.yaml", *[LAYERS[name] for name in args.layers]]
         if not args.no_export:
             files.append("export_dicom.yaml")
@@ -224,6 +258,8 @@ def _workflow(args: argparse.Namespace, extra: list[str]) -> None:
     _run(task, files, overrides, args)
     if args.command == "attack":
         _report(output, started)
+    elif args.command == "robustness":
+        _robustness_report(output, started)
     elif args.command == "segment":
         cases = sorted(p for p in output.iterdir() if (p / "label.png").is_file())
         print(f"\nResults in {output} ({len(cases)} cases, {time.perf_counter() - started:.1f} s):")

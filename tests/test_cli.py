@@ -275,3 +275,16 @@ def test_help_shows_examples():
     result = advseg("attack", "--help")
     assert result.returncode == 0 and "advseg attack asma --task fundus --input photo.jpg --target target.png" in \
         result.stdout
+
+
+def test_robustness_gives_the_worst_case_per_eps_on_ones_own_files(two_scans, tmp_path, capsys):
+    out = tmp_path / "robust"
+    assert main(["robustness", "--input", str(two_scans), "--output", str(out), "--eps", "0.01", "0.02",
+                 "--steps", "2"]) == 0
+    table = rows(out)
+    assert sorted((r["case"], float(r["eps"])) for r in table) == [
+        ("a_scan", 0.01), ("a_scan", 0.02), ("b_scan", 0.01), ("b_scan", 0.02)]
+    assert all(r["reference"] == "clean prediction" and float(r["worst_score"]) <= float(r["clean_score"])
+               for r in table)
+    printed = capsys.readouterr().out
+    assert f"report: {out / 'report.md'}" in printed and "eps 0.02: worst case" in printed
