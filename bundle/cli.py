@@ -135,13 +135,19 @@ def _run(task: str, files: list[str], overrides: dict, args: argparse.Namespace)
         logging.disable(logging.NOTSET)  # for callers in the same process (main() from Python, the tests)
 
 
+def _read_table(path: Path) -> list[dict]:
+    """The rows of a CSV table the run wrote, or none if it wrote none."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _report(output: Path, started: float) -> None:
     """The attack run's folder and one line per case from its ``metrics.csv``."""
-    path = output / "metrics.csv"
-    if not path.is_file():
+    rows = _read_table(output / "metrics.csv")
+    if not rows:
         return
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
     print(f"\nResults in {output} ({len(rows)} cases, {time.perf_counter() - started:.1f} s):")
     for row in rows:
         print(f"  {row['case']}: target IoU {float(row['target_iou']):.4f}, L-inf {float(row['linf']):.4g}, "
@@ -150,11 +156,9 @@ def _report(output: Path, started: float) -> None:
 
 def _robustness_report(output: Path, started: float) -> None:
     """The robustness run's folder and one line per eps from its ``summary.csv``."""
-    path = output / "summary.csv"
-    if not path.is_file():
+    rows = _read_table(output / "summary.csv")
+    if not rows:
         return
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
     print(f"\nResults in {output} ({time.perf_counter() - started:.1f} s), report: {output / 'report.md'}")
     for row in rows:
         won = {k[4:]: float(v) for k, v in row.items() if k.startswith("won_")}
