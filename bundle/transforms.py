@@ -19,7 +19,8 @@ from monai.transforms import MapTransform
 from PIL import Image, UnidentifiedImageError
 
 __all__ = ["read_xray_dicom", "read_photo", "read_label_map", "LoadXrayDicomd", "LoadPhotod", "LoadLabelMapd",
-           "SUPPORTED_PHOTOMETRIC", "XRAY_MODALITIES", "CHEST_BODY_PARTS", "MIN_IMAGE_SIDE"]
+           "SUPPORTED_PHOTOMETRIC", "spacing_pair", "pixel_spacing", "XRAY_MODALITIES", "CHEST_BODY_PARTS",
+           "MIN_IMAGE_SIDE"]
 
 SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
 XRAY_MODALITIES = ("CR", "DX", "RG")  # computed / digital radiography, radiographic imaging; absent is accepted
@@ -159,23 +160,26 @@ def read_xray_dicom(path: str | Path, force: bool = False) -> tuple[np.ndarray, 
         "rescale": (slope, intercept),
         "voi_range": (lo, hi),
         "bits_stored": bits,
-        "pixel_spacing": _pixel_spacing(ds),
+        "pixel_spacing": pixel_spacing(ds),
     }
     return image.astype(np.float32), meta
 
 
-def _pixel_spacing(ds: pydicom.Dataset) -> list[float]:
-    """Row and column spacing in mm: Pixel Spacing, else Imager Pixel Spacing, else 1 mm; a value that is not two
-    positive numbers (real files carry ``0\\0``) counts as absent."""
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(keyword)
-        try:
-            pair = [float(v) for v in value] if value is not None else []
-        except (TypeError, ValueError):
-            pair = []
-        if len(pair) == 2 and all(np.isfinite(v) and v > 0 for v in pair):
-            return pair
-    return [1.0, 1.0]
+def spacing_pair(value: object) -> list[float] | None:
+    """A spacing attribute's value as ``[row, column]`` in mm, or ``None`` unless it is two positive finite numbers
+    (real files carry ``0\\0``: such a value counts as absent)."""
+    try:
+        pair = [float(v) for v in value] if value is not None else []
+    except (TypeError, ValueError):
+        return None
+    return pair if len(pair) == 2 and all(np.isfinite(v) and v > 0 for v in pair) else None
+
+
+def pixel_spacing(ds: pydicom.Dataset) -> list[float]:
+    """Row and column spacing in mm: Pixel Spacing, else Imager Pixel Spacing, else 1 mm (cornerstone3D's default
+    too), each only if :func:`spacing_pair` accepts it."""
+    pairs = (spacing_pair(ds.get(keyword)) for keyword in ("PixelSpacing", "ImagerPixelSpacing"))
+    return next((pair for pair in pairs if pair is not None), [1.0, 1.0])
 
 
 def _first_window(path: Path, ds: pydicom.Dataset) -> tuple[float | None, float | None]:

@@ -36,6 +36,7 @@ from pydicom.uid import (
 from bundle.io import _dicom
 from bundle.io.deidentify import deidentify as _deidentify
 from bundle.io.deidentify import resolve_uid_map
+from bundle.transforms import spacing_pair
 
 __all__ = ["write_derived_dicom", "ADVERSARIAL_SERIES_DESCRIPTION", "DERIVED_SERIES_NUMBER",
            "DERIVATION_CODE"]
@@ -76,15 +77,6 @@ def _check_pixels(stored_pixels: object, ds) -> np.ndarray:
 
 LOSSLESS_SYNTAXES = {RLELossless: "RLE Lossless", JPEGLSLossless: "JPEG-LS Lossless",
                      JPEG2000Lossless: "JPEG 2000 Lossless"}
-
-
-def _positive_pair(value: object) -> bool:
-    """Whether a spacing attribute's value is two positive numbers."""
-    try:
-        pair = [float(v) for v in value]
-    except (TypeError, ValueError):
-        return False
-    return len(pair) == 2 and all(v > 0 for v in pair)
 
 
 def write_derived_dicom(
@@ -175,7 +167,7 @@ def write_derived_dicom(
         if keyword in ds:
             del ds[keyword]
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):  # real files carry 0\0: absent is valid, zero is not
-        if keyword in ds and not _positive_pair(ds[keyword].value):
+        if keyword in ds and spacing_pair(ds[keyword].value) is None:
             del ds[keyword]
     if str(ds.get("VOILUTFunction", "")).strip().upper() == "LINEAR":
         del ds.VOILUTFunction  # the default when absent; OHIF 3.13 read the value as "L" and showed a blank image

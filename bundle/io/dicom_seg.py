@@ -40,6 +40,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from bundle.io import _dicom
 from bundle.io.deidentify import copy_deidentification_marks, resolve_uid_map
 from bundle.io.deidentify import deidentify as _deidentify
+from bundle.transforms import pixel_spacing
 
 __all__ = ["write_seg", "segment_codes", "segment_colour", "SEG_SERIES_NUMBER", "SEGMENT_COLOURS"]
 
@@ -80,19 +81,6 @@ def segment_colour(segment_number: int) -> hd.color.CIELabColor:
     return hd.color.CIELabColor.from_string(SEGMENT_COLOURS[(segment_number - 1) % len(SEGMENT_COLOURS)])
 
 
-def _projection_spacing(source: Dataset) -> list[float]:
-    """The pixel spacing a viewer draws a projection radiograph with: Pixel Spacing, else Imager Pixel Spacing,
-    else 1 mm (cornerstone3D's default)."""
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        try:
-            pair = [float(v) for v in source.get(keyword) or ()]
-        except (TypeError, ValueError):
-            continue
-        if len(pair) == 2 and all(v > 0 for v in pair):
-            return pair
-    return [1.0, 1.0]
-
-
 def _place_on_projection(seg: Dataset, source: Dataset) -> None:
     """Give the SEG of an image without a Frame of Reference (DX, CR) the plane that viewers put that image in.
 
@@ -106,7 +94,7 @@ def _place_on_projection(seg: Dataset, source: Dataset) -> None:
     """
     shared = seg.SharedFunctionalGroupsSequence[0]
     measures = Dataset()
-    measures.PixelSpacing = _projection_spacing(source)
+    measures.PixelSpacing = pixel_spacing(source)
     measures.SliceThickness = 1
     shared.PixelMeasuresSequence = [measures]
     orientation = Dataset()
