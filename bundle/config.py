@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import math
@@ -14,12 +13,13 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
+from bundle._choices import check_choice
 from bundle.data import TASKS, ensure_dataset, read_datalist
 from bundle.inputs import attach_targets, has_labels, input_cases, with_case_ids
 from bundle.networks import ARCHITECTURES
 from bundle.targets import derangement, edited_target, parse_target_edit
 
-__all__ = ["BUNDLE_ROOT", "IS_CHECKOUT", "work_root", "check_option", "VARIANTS", "bundle_config", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "check_inputs", "check_output_dir", "is_torchscript", "network_or_torchscript", "network_settings", "require_task", "load_weights", "attack_settings", "file_digest"]
+__all__ = ["BUNDLE_ROOT", "IS_CHECKOUT", "work_root", "VARIANTS", "bundle_config", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "check_inputs", "check_output_dir", "is_torchscript", "network_or_torchscript", "network_settings", "require_task", "load_weights", "attack_settings", "file_digest"]
 
 def _bundle_root() -> tuple[Path, bool]:
     """The bundle root (``configs/``, ``models/``, ``scripts/``) and whether it is a source checkout: the folder above
@@ -41,19 +41,9 @@ def work_root(bundle_root: str | Path) -> str:
     return str(Path.cwd() if Path(bundle_root).resolve() == packaged else Path(bundle_root))
 
 
-def check_option(value: object, choices: Sequence[str], option: str) -> str:
-    """``value`` if it is one of ``choices``, else a ``ValueError`` naming the option, the valid values and the
-    closest one (MONAI's ``look_up_option`` names neither the option nor the choices)."""
-    if value in choices:
-        return value
-    close = difflib.get_close_matches(str(value), list(choices), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"Option {option} should be one of {', '.join(choices)}, got {value!r}.{hint}")
-
-
 def bundle_config(task: str, files: Sequence[str] = (), bundle_root: str | Path = BUNDLE_ROOT, **overrides) -> ConfigParser:
     """Parse ``configs/common.yaml``, ``configs/<task>.yaml`` and then ``files`` (names inside ``configs/``)."""
-    task = check_option(task, TASKS, "task")
+    task = check_choice(task, TASKS, "Option task")
     config_dir = Path(bundle_root) / "configs"
     parser = ConfigParser()
     parser.read_config([str(config_dir / name) for name in ("common.yaml", f"{task}.yaml", *files)])
@@ -63,9 +53,9 @@ def bundle_config(task: str, files: Sequence[str] = (), bundle_root: str | Path 
 
 def model_file(bundle_root: str | Path, task: str, variant: str = "target", architecture: str = "unet") -> str:
     """Path of the shipped weights: ``models/<task>[_surrogate][_<architecture> unless unet].pt``."""
-    task = check_option(task, TASKS, "task")
-    variant = check_option(variant, VARIANTS, "variant")
-    architecture = check_option(architecture, ARCHITECTURES, "architecture")
+    task = check_choice(task, TASKS, "Option task")
+    variant = check_choice(variant, VARIANTS, "Option variant")
+    architecture = check_choice(architecture, ARCHITECTURES, "Option architecture")
     if variant == "surrogate" and task != "cxr":
         raise ValueError(f"Variant 'surrogate' exists only for task 'cxr' (the black-box setting of Bortsova et al.), "
                          f"got task {task!r}; use variant 'target'.")
@@ -87,8 +77,7 @@ def case_list(task: str, dataset_dir: str | Path, split: str, num_cases: int | N
 
     Raises ``ValueError`` when the split is empty: a run over no case is a mistake, not a result.
     """
-    if num_cases is not None and (not isinstance(num_cases, int) or num_cases < 1):
-        raise ValueError(f"Option num_cases should be a positive integer or null (all cases), got {num_cases!r}.")
+    _check_num_cases(num_cases)
     ensure_dataset(task, dataset_dir, split=split)
     items = with_case_ids(read_datalist(dataset_dir, split))[:num_cases]
     if not items:
@@ -104,9 +93,13 @@ def run_cases(task: str, dataset_dir: str | Path, split: str, num_cases: int | N
     """
     if input_files is None:
         return case_list(task, dataset_dir, split, num_cases)
+    _check_num_cases(num_cases)
+    return input_cases(input_files, num_cases)
+
+
+def _check_num_cases(num_cases: object) -> None:
     if num_cases is not None and (not isinstance(num_cases, int) or num_cases < 1):
         raise ValueError(f"Option num_cases should be a positive integer or null (all cases), got {num_cases!r}.")
-    return input_cases(input_files, num_cases)
 
 
 def with_swapped_targets(items: list[dict], seed: int = 0) -> list[dict]:

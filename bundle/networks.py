@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus, UNet
 
+from bundle._choices import check_choice
+
 __all__ = ["ARCHITECTURES", "build_unet", "build_network", "load_network"]
 
 CHANNELS = (16, 32, 64, 128, 256)
@@ -58,9 +60,7 @@ def build_network(architecture: str, in_channels: int, out_channels: int) -> tor
 
     The three sizes test Wang and Xu's claim that parameter count does not predict attack success.
     """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"Option architecture should be one of {', '.join(ARCHITECTURES)}, got {architecture!r}; "
-                         f"or give your own network as network_def.")
+    check_choice(architecture, ARCHITECTURES, "Option architecture", fix=" Or give your own network as network_def.")
     if architecture == "unet":
         return build_unet(in_channels, out_channels)
     if architecture == "attention_unet":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -11,7 +10,8 @@ from enum import Enum
 
 import torch
 import torch.nn.functional as F
-from monai.utils import look_up_option
+
+from bundle._choices import check_choice as _check_choice
 
 __all__ = ["AttackResult", "Progress", "Loss", "model_guard", "index_map", "predicted_classes", "check_bounds",
            "check_non_negative", "check_choice", "check_steps", "check_classes", "check_target_classes", "still_running", "store_rows",
@@ -155,13 +155,7 @@ def check_steps(steps: int) -> int:
 def check_choice(value: object, choices: type[Enum], name: str) -> Enum:
     """``value`` as a member of the string Enum ``choices``, or a ``ValueError`` naming the argument, the valid
     names and the closest one."""
-    try:
-        return look_up_option(value, choices)
-    except ValueError:
-        valid = [c.value for c in choices]
-        close = difflib.get_close_matches(str(value), valid, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Argument {name} should be one of {', '.join(valid)}, got {value!r}.{hint}") from None
+    return choices(_check_choice(value, [c.value for c in choices], f"Argument {name}"))
 
 
 def check_classes(classes: Sequence[int] | None, num_classes: int, loss: str | Loss, targeted: bool = True) -> list[int]:
