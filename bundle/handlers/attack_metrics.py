@@ -45,6 +45,11 @@ def case_names(engine: Engine) -> list[str]:
     return [Path(str(n)).stem for n in ([names] if isinstance(names, str) else names)]
 
 
+def _numeric_columns(rows: Sequence[dict]) -> list[str]:
+    """The columns of ``rows`` that hold numbers (not text, not left empty like ``eps`` of an attack without one)."""
+    return [k for k in rows[0] if k not in TEXT_COLUMNS and str(rows[0][k]) != ""]
+
+
 def _case(item: dict) -> str:
     return str(item.get("case") or Path(str(item["image"])).stem)
 
@@ -196,8 +201,8 @@ class AttackMetricsWriter:
         ``engine.state.metrics``, where MONAI's MLflow and TensorBoard handlers (``--tracking mlflow``) read them."""
         rows = list(self.rows.values())
         if rows:
-            numeric = [k for k in rows[0] if k not in TEXT_COLUMNS and str(rows[0][k]) != ""]
-            engine.state.metrics.update({k: sum(float(r[k]) for r in rows) / len(rows) for k in numeric})
+            means = {k: sum(float(r[k]) for r in rows) / len(rows) for k in _numeric_columns(rows)}
+            engine.state.metrics.update(means)
 
     def _mean(self, column: str) -> float:
         values = [float(r[column]) for r in self.rows.values()]
@@ -240,8 +245,7 @@ class AttackMetricsWriter:
             raise RuntimeError(f"No case was attacked and {self.output_dir / METRICS_FILE} has no row; "
                                f"check dataset_dir and num_cases.")
         rows = list(self.rows.values())
-        numeric = [k for k in rows[0] if k not in TEXT_COLUMNS and str(rows[0][k]) != ""]
-        summary = summarise(rows, numeric)
+        summary = summarise(rows, _numeric_columns(rows))
         write_csv(self.output_dir / "summary.csv", summary)
         table = markdown_table(summary)
         reference = rows[0].get("reference") or GROUND_TRUTH
