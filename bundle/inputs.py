@@ -63,8 +63,10 @@ def expand_inputs(inputs: str | Path | Sequence[str | Path], option: str = "inpu
         else:
             raise FileNotFoundError(f"Option {option}: {entry} does not exist; check the path.")
         paths += found
-    unique = {p.resolve(): p for p in reversed(paths)}  # the first mention of a file wins
-    return [p for p in paths if unique.get(p.resolve()) is p and unique.pop(p.resolve())]
+    first = {}  # each file once, where it was first named
+    for path in paths:
+        first.setdefault(path.resolve(), path)
+    return list(first.values())
 
 
 def case_ids(paths: Sequence[str | Path]) -> list[str]:
