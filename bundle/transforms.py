@@ -19,7 +19,7 @@ from monai.transforms import MapTransform
 from PIL import Image, UnidentifiedImageError
 
 __all__ = ["read_xray_dicom", "read_photo", "read_label_map", "LoadXrayDicomd", "LoadPhotod", "LoadLabelMapd",
-           "SUPPORTED_PHOTOMETRIC", "spacing_pair", "pixel_spacing", "XRAY_MODALITIES", "CHEST_BODY_PARTS",
+           "SUPPORTED_PHOTOMETRIC", "spacing_pair", "voi_range", "pixel_spacing", "XRAY_MODALITIES", "CHEST_BODY_PARTS",
            "MIN_IMAGE_SIDE"]
 
 SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
@@ -144,8 +144,7 @@ def read_xray_dicom(path: str | Path, force: bool = False) -> tuple[np.ndarray, 
     if center is None:
         lo, hi = lo_stored * slope + intercept, hi_stored * slope + intercept
     else:
-        # DICOM PS3.3 C.11.2.1.2.1 linear VOI function, mapped onto [0, 1]
-        lo, hi = center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
+        lo, hi = voi_range(center, width)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow to infinity is refused just below
         image = (stored.astype(np.float64) * slope + intercept - lo) / (hi - lo)
     _check_finite(path, image, f"RescaleSlope {slope:g}, RescaleIntercept {intercept:g}, VOI range {lo:g}..{hi:g}")
@@ -163,6 +162,11 @@ def read_xray_dicom(path: str | Path, force: bool = False) -> tuple[np.ndarray, 
         "pixel_spacing": pixel_spacing(ds),
     }
     return image.astype(np.float32), meta
+
+
+def voi_range(center: float, width: float) -> tuple[float, float]:
+    """The values a linear VOI window maps onto display 0 and 1 (DICOM PS3.3 C.11.2.1.2.1)."""
+    return center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
 
 
 def spacing_pair(value: object) -> list[float] | None:

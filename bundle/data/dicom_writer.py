@@ -20,7 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from bundle._files import atomic_path
 
-__all__ = ["write_dx", "DX_SOP_CLASS_UID", "PHOTOMETRICS", "BITS_STORED"]
+__all__ = ["write_dx", "default_window", "DX_SOP_CLASS_UID", "PHOTOMETRICS", "BITS_STORED"]
 
 DX_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 PHOTOMETRICS = ("MONOCHROME2", "MONOCHROME1")
@@ -40,6 +40,12 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
 def _ds_str(value: float) -> str:
     """A decimal string of at most 16 characters."""
     return f"{float(value):.6g}"
+
+
+def default_window(pixels: np.ndarray) -> tuple[float, float]:
+    """``(center, width)`` of the VOI window :func:`write_dx` writes when given none: the 0.5-99.5 percentiles."""
+    p_lo, p_hi = np.percentile(pixels, [0.5, 99.5])
+    return (p_lo + p_hi) / 2.0, max(float(p_hi - p_lo), 1.0)
 
 
 def write_dx(
@@ -108,8 +114,7 @@ def write_dx(
         stored = (_MAX - stored).astype(np.uint16)
 
     if window is None:
-        p_lo, p_hi = np.percentile(arr, [0.5, 99.5])
-        center, width = (p_lo + p_hi) / 2.0, max(float(p_hi - p_lo), 1.0)
+        center, width = default_window(arr)
     else:
         center, width = float(window[0]), float(window[1])
         if not width >= 1.0:
