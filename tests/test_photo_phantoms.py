@@ -7,9 +7,9 @@ import pytest
 from scipy import ndimage
 
 from bundle.data.dermoscopy import generate_dermoscopy
-from bundle.data.fundus import generate_fundus
+from bundle.data.fundus import FRAMINGS, generate_fundus
 
-SEEDS = range(8)
+SEEDS = range(8)  # seeds 0-7 hold both framings and both eyes
 FUNDUS_SIZE = 384  # smaller than the default 512 to keep the suite fast; geometry scales with size
 DERM_SIZE = (288, 384)
 
@@ -64,9 +64,19 @@ def test_fundus_arrays(fundus_cases):
         assert image.shape == (FUNDUS_SIZE, FUNDUS_SIZE, 3) and image.dtype == np.uint8
         assert label.shape == (FUNDUS_SIZE, FUNDUS_SIZE) and label.dtype == np.uint8
         assert set(np.unique(label)) == {0, 1, 2}
-        assert info["eye"] in ("left", "right")
-        assert 0.18 <= info["disc_diameter"] <= 0.26
-        assert image[0, 0].max() < 20 and image[-1, -1].max() < 20  # black outside the field of view
+        assert info["eye"] in ("left", "right") and info["framing"] in FRAMINGS
+        # disc size relative to the field: RIM-ONE-like crops and REFUGE-like whole fields
+        low, high = (0.17, 0.45) if info["framing"] == "disc" else (0.08, 0.16)
+        assert low <= info["disc_diameter"] * (1 if info["framing"] == "disc" else 1 / info["field_diameter"]) <= high
+        disc_area = (label > 0).sum() / FUNDUS_SIZE ** 2
+        assert disc_area == pytest.approx(np.pi / 4 * info["disc_diameter"] ** 2, rel=0.35)
+        if info["framing"] == "field":
+            assert image[0, 0].max() < 20 and image[-1, -1].max() < 20  # black outside the field of view
+
+
+def test_fundus_both_framings_and_eyes(fundus_cases):
+    assert {info["framing"] for _, _, info in fundus_cases} == set(FRAMINGS)
+    assert {info["eye"] for _, _, info in fundus_cases} == {"left", "right"}
 
 
 def test_fundus_default_size():
@@ -86,15 +96,14 @@ def test_fundus_cup_inside_disc_and_cdr(fundus_cases):
         assert 0.2 <= info["cdr"] <= 0.8
 
 
-def test_fundus_eyes_and_disc_side(fundus_cases):
-    eyes = [info["eye"] for _, _, info in fundus_cases]
-    assert set(eyes) == {"left", "right"}
+def test_fundus_disc_nasal_of_macula(fundus_cases):
     for _, label, info in fundus_cases:
         disc_x = np.nonzero(label > 0)[1].mean()
-        # right eye: disc on the image right of centre and of the macula; left eye: mirrored
+        # right eye: disc on the image right of the macula; left eye: mirrored
         side = 1 if info["eye"] == "right" else -1
-        assert side * (disc_x - FUNDUS_SIZE / 2) > 0
         assert side * (disc_x - info["macula_center"][0]) > 0
+        if info["framing"] == "field":
+            assert side * (disc_x - FUNDUS_SIZE / 2) > 0
 
 
 def test_fundus_cdr_spread():
