@@ -27,7 +27,8 @@ TASKS = ("fundus", "dermoscopy", "cxr")
 
 # renderer version per task, written to phantom.json; a folder of another version is refused, not mixed.
 # cxr 2: the lungs' air term calibrated to a real chest radiograph's heart - lung contrast (docs/attacks.md)
-PHANTOM_VERSIONS: dict[str, int] = {"fundus": 1, "dermoscopy": 1, "cxr": 2}
+# cxr 3: everything but the label randomised (framing, devices, processing, window...) to transfer to real images
+PHANTOM_VERSIONS: dict[str, int] = {"fundus": 1, "dermoscopy": 1, "cxr": 3}
 
 # cases per split; CXR follows Bortsova et al.: 100 training, 23 validation, 20 test images
 SPLIT_SIZES: dict[str, dict[str, int]] = {
@@ -80,7 +81,8 @@ def _write_case(task: str, index: int, seed: int, dataset_dir: Path) -> dict[str
         write_dx(image_path, pixels, photometric=photometric, pixel_spacing=(0.35, 0.35), patient_id=f"PHANTOM{index:04d}",
                  patient_name=f"Phantom^Case{index:04d}", patient_sex=info.get("sex", "O"),
                  study_instance_uid=uid("study"), series_instance_uid=uid("series"), sop_instance_uid=uid("image"),
-                 study_description="Phantom chest radiograph", series_description="PA chest phantom")
+                 study_description="Phantom chest radiograph", series_description="PA chest phantom",
+                 window=info["window"])
     else:
         image, label, info = generate(rng)
         with atomic_path(image_path) as tmp:

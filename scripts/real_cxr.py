@@ -1,0 +1,126 @@
+"""Evaluate a chest X-ray model on the real radiograph that pydicom-data ships, against a drawn reference.
+
+The model segments ``RG1_UNCR.dcm`` (a PA chest CR) exactly as ``advseg segment`` does; the label map at the
+file's size is compared with the reference outlines in ``tests/data/real/RG1_UNCR_reference.json`` (drawn by
+an engineer, not a radiologist; how and how uncertain is written in the file). The measures do not depend on
+exact outlines: per-structure Dice, the share of each lung's predicted pixels on its correct side of the
+patient's midline, the side of the heart's centroid, and connected components per structure.
+
+    python scripts/real_cxr.py                        # the shipped models/cxr.pt
+    python scripts/real_cxr.py --model outputs/cxr_v3/train_target/model_best.pt --name v3
+
+Writes ``<output>/real_cxr_<name>.json`` and ``<output>/real_cxr_<name>.png`` (reference outlines over the
+prediction) and prints a markdown table. Real images are only evaluated on, never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from pydicom.data import get_testdata_file
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "tests" / "data" / "real" / "RG1_UNCR_reference.json"
+CLASSES = {"right_lung": 1, "left_lung": 2, "heart": 3}  # the reference has no clavicles
+COLOURS = {1: (230, 60, 60), 2: (60, 200, 60), 3: (70, 110, 255), 4: (240, 200, 0), 5: (0, 210, 230)}
+
+
+def reference_masks(reference: dict, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The reference polygons rasterised at the image's size: ``{class name: bool (H, W)}``."""
+    masks = {}
+    for name, polygon in reference["classes"].items():
+        canvas = Image.new("1", (shape[1], shape[0]), 0)
+        ImageDraw.Draw(canvas).polygon([tuple(p) for p in polygon], fill=1)
+        masks[name] = np.asarray(canvas, dtype=bool)
+    return masks
+
+
+def midline(reference: dict) -> float:
+    """The patient's midline (column): halfway between the two lungs' medial borders in the reference."""
+    return (max(x for x, _ in reference["classes"]["right_lung"]) + min(x for x, _ in reference["classes"]["left_lung"])) / 2
+
+
+def measures(pred: np.ndarray, reference: dict) -> dict:
+    """Outline-independent measures of a predicted label map ``(H, W)`` (values 0..5) against the reference."""
+    masks = reference_masks(reference, pred.shape)
+    mid = midline(reference)
+    cols = np.arange(pred.shape[1])[None, :]
+    out = {}
+    for name, value in CLASSES.items():
+        p, r = pred == value, masks[name]
+        denom = p.sum() + r.sum()
+        labels, n = ndimage.label(p)
+        sizes = np.bincount(labels.ravel())[1:] if n else np.zeros(0)
+        row = {"dice": float(2 * (p & r).sum() / denom) if denom else 1.0, "pixels": int(p.sum()), "components": int(n),
+               "largest_component_share": float(sizes.max() / sizes.sum()) if n else 0.0}
+        if name != "heart":  # the patient's right lung lies on the image left of the midline
+            correct = (cols < mid) if name == "right_lung" else (cols > mid)
+            row["correct_side_share"] = float((p & correct).sum() / p.sum()) if p.any() else 0.0
+        else:
+            row["centroid_side"] = ("patient's left" if (cols * p).sum() / p.sum() > mid else "patient's right") if p.any() else "none"
+        out[name] = row
+    return out
+
+
+def segment(image: Path, model: Path | None) -> np.ndarray:
+    """The label map ``advseg segment`` writes for ``image`` (at the image's size)."""
+    from bundle.cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["segment", "--task", "cxr", "--input", str(image), "--output", tmp]
+        if main(argv + (["--model", str(model)] if model else [])) != 0:
+            raise SystemExit(f"segmentation of {image} failed")
+        return np.asarray(Image.open(next(Path(tmp).glob("*/label.png"))))
+
+
+def overlay(image: Path, pred: np.ndarray, reference: dict, path: Path) -> None:
+    """The radiograph with the prediction in colour and the reference outlines in white, 1/3 size."""
+    from bundle.transforms import read_xray_dicom
+
+    gray, _ = read_xray_dicom(image)
+    rgb = np.repeat((gray * 255).astype(np.float32)[..., None], 3, axis=2)
+    for value, colour in COLOURS.items():
+        rgb[pred == value] = 0.55 * rgb[pred == value] + 0.45 * np.asarray(colour, np.float32)
+    canvas = Image.fromarray(rgb.astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    for polygon in reference["classes"].values():
+        pts = [tuple(p) for p in polygon]
+        draw.line(pts + [pts[0]], fill=(255, 255, 255), width=6)
+    canvas.resize((canvas.width // 3, canvas.height // 3), Image.LANCZOS).save(path)
+
+
+def table(name: str, result: dict) -> str:
+    """One markdown row per structure."""
+    rows = [f"| model | structure | Dice | components (largest share) | correct side / heart centroid |", "|---|---|---|---|---|"]
+    for struct, r in result.items():
+        side = f"{r['correct_side_share']:.0%}" if "correct_side_share" in r else r["centroid_side"]
+        rows.append(f"| {name} | {struct} | {r['dice']:.3f} | {r['components']} ({r['largest_component_share']:.0%}) | {side} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: the shipped models/cxr.pt)")
+    parser.add_argument("--name", default="shipped", help="name of the model in the table and file names")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "results")
+    args = parser.parse_args(argv)
+    image = Path(get_testdata_file("RG1_UNCR.dcm"))
+    reference = json.loads(REFERENCE.read_text())
+    pred = segment(image, args.model)
+    result = measures(pred, reference)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / f"real_cxr_{args.name}.json").write_text(json.dumps(result, indent=1))
+    overlay(image, pred, reference, args.output / f"real_cxr_{args.name}.png")
+    print(table(args.name, result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
