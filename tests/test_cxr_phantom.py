@@ -38,7 +38,7 @@ def test_types_ranges_and_labels(cases):
         assert label.dtype == np.uint8 and label.shape == (SIZE, SIZE)
         assert pixels.max() <= 4095
         assert set(np.unique(label)) == {0, 1, 2, 3, 4, 5}
-        assert info["sex"] in ("M", "F") and 0.8 <= info["heart_size"] <= 1.3
+        assert info["sex"] in ("M", "F") and 0.9 <= info["heart_size"] <= 1.6
 
 
 def test_anatomy_sides(cases):

@@ -137,7 +137,7 @@ def _anatomy(rng: np.random.Generator, size: int) -> dict:
     s = float(rng.uniform(0.9, 1.06))
     lung_h = float(rng.uniform(0.86, 1.14))
     lung_w = float(rng.uniform(0.88, 1.1))
-    heart_size = float(rng.uniform(0.8, 1.3))
+    heart_size = float(rng.uniform(0.9, 1.6))  # cardiothoracic ratio about 0.35-0.60
     clav_angle = float(rng.uniform(4.0, 24.0))
     clav_width = float(rng.uniform(0.024, 0.04))
     x0, top = 0.5 + float(rng.uniform(-0.02, 0.02)), 0.02 + float(rng.uniform(-0.02, 0.02))
@@ -449,8 +449,8 @@ def generate_cxr(rng: np.random.Generator, size: int = 1024) -> tuple[np.ndarray
     lo, hi = rng.uniform(0.0, 600.0), rng.uniform(2800.0, 4095.0)
     pixels = np.clip(np.rint(lo + (hi - lo) * img), 0, CXR_MAX_VALUE).astype(np.uint16)
     p_lo, p_hi = np.percentile(pixels, [rng.uniform(0.0, 2.0), rng.uniform(98.0, 100.0)])
-    widen = rng.uniform(0.95, 1.5)
-    window = (float((p_lo + p_hi) / 2 + rng.uniform(-0.05, 0.05) * (p_hi - p_lo)), float(max((p_hi - p_lo) * widen, 1.0)))
+    widen = rng.uniform(0.95, 2.5)  # CR windows are often much wider than the data
+    window = (float((p_lo + p_hi) / 2 + rng.uniform(-0.3, 0.05) * (p_hi - p_lo)), float(max((p_hi - p_lo) * widen, 1.0)))
     info = {k: an[k] for k in ("sex", "age", "heart_size", "lung_height", "lung_width", "clavicle_angle_deg",
                                "clavicle_width_px", "scale")}
     return pixels, label, {**info, **framing, "collimated": shutter is not None, "window": window}
