@@ -22,8 +22,8 @@ def _cxr(shift: int = 0, heart_axes: tuple[float, float] = (10, 12)) -> torch.Te
     lab[8:56, 4:28] = R_LUNG
     lab[8:56, 36:60] = L_LUNG
     lab[_ellipse(64, 64, (38.5 + shift, 31.5 + shift), heart_axes)] = HEART
-    lab[20:25, 8:29] = R_CLAV
-    lab[20:25, 35:56] = L_CLAV
+    lab[22:27, 8:29] = R_CLAV
+    lab[22:27, 35:56] = L_CLAV
     return lab[None, None]
 
 
