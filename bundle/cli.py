@@ -33,7 +33,7 @@ __all__ = ["main", "RECIPES", "LAYERS", "compose", "bundle_overrides"]
 TASKS = ("fundus", "dermoscopy", "cxr")
 RECIPES = ("asma", "pgd_heart", "pgd_resize", "pgd_untargeted", "fgsm")
 LAYERS = {"momentum": "pgd_momentum.yaml", "strong": "pgd_strong.yaml", "transfer": "transfer.yaml"}
-WORKFLOWS = {"segment": "inference.yaml", "evaluate": "evaluate.yaml", "train": "train.yaml"}
+WORKFLOWS = {"segment": "segment.yaml", "evaluate": "evaluate.yaml", "train": "train.yaml"}
 EXAMPLES = {
     "segment": "advseg segment --input scans/ --output seg/            (label maps; a DICOM SEG per DICOM input)",
     "attack": "advseg attack pgd_heart --input RG1_UNCR.dcm --output out/\n"
@@ -109,7 +109,9 @@ def _model_overrides(args: argparse.Namespace) -> dict:
                             f"with a network_def, and models/model.pt or model.ts); give the bundle's root folder.")
         overrides["model_file"] = str(weights)
         if weights.suffix == ".pt":
-            overrides.setdefault("network_def", f"%{config.resolve()}#network_def")
+            # parsed in its own file with its own bundle_root: a network_def may refer to the file's other ids
+            network = f"$bundle.config.bundle_network({str(model.resolve())!r}, {str(config.resolve())!r})"
+            overrides.setdefault("network_def", network)
     elif model.is_file():
         overrides["model_file"] = str(model)
     else:
