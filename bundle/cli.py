@@ -120,6 +120,13 @@ def _model_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def tracking_settings(name: object, command: str) -> object:
+    """``--tracking``: ``tensorboard``, and ``mlflow`` for an attack, name the bundle's settings files
+    (configs/tensorboard.yaml, configs/mlflow_attack.yaml); other values go to monai.bundle as they are."""
+    files = {"tensorboard": "tensorboard.yaml", **({"mlflow": "mlflow_attack.yaml"} if command == "attack" else {})}
+    return str(BUNDLE_ROOT / "configs" / files[name]) if name in files else name
+
+
 def _run(task: str, files: list[str], overrides: dict, args: argparse.Namespace) -> None:
     """One bundle run, as ``python -m monai.bundle run`` does it (``monai.bundle.scripts.run``)."""
     from monai.bundle.scripts import run as bundle_run
@@ -258,8 +265,10 @@ def _workflow(args: argparse.Namespace, extra: list[str]) -> None:
     else:
         files = [WORKFLOWS[args.command]]
         default_output = Path("outputs") / task / args.command
+    if "tracking" in overrides:
+        overrides["tracking"] = tracking_settings(overrides["tracking"], args.command)
     output = (args.output or default_output).resolve()
-    overrides["output_dir"] = str(output)
+    overrides["output_dir"] = "$" + repr(str(output))  # an expression: MONAI's tracking appends "+ '/config_<time>.json'"
     started = time.perf_counter()
     _run(task, files, overrides, args)
     if args.command == "attack":

@@ -19,7 +19,7 @@ from bundle.inputs import attach_targets, has_labels, input_cases, with_case_ids
 from bundle.networks import ARCHITECTURES
 from bundle.targets import derangement, edited_target, parse_target_edit
 
-__all__ = ["BUNDLE_ROOT", "IS_CHECKOUT", "work_root", "VARIANTS", "bundle_config", "layered", "bundle_network", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "check_inputs", "check_output_dir", "is_torchscript", "network_or_torchscript", "network_settings", "require_task", "load_weights", "attack_settings", "file_digest"]
+__all__ = ["BUNDLE_ROOT", "IS_CHECKOUT", "work_root", "VARIANTS", "bundle_config", "layered", "bundle_network", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "check_inputs", "check_output_dir", "is_torchscript", "network_or_torchscript", "network_settings", "require_task", "load_weights", "attack_settings", "flat_params", "file_digest"]
 
 def _bundle_root() -> tuple[Path, bool]:
     """The bundle root (``configs/``, ``models/``, ``scripts/``) and whether it is a source checkout: the folder above
@@ -278,6 +278,17 @@ def _existing_checkpoint(path: str | Path) -> Path:
 def attack_settings(attack: functools.partial) -> dict:
     """An attack recipe's function (``module.name``) and keyword arguments, as its run's settings record them."""
     return {"function": f"{attack.func.__module__}.{attack.func.__qualname__}", **attack.keywords}
+
+
+def flat_params(settings: dict, prefix: str = "") -> dict:
+    """A run's nested settings as flat names, as MLflow params take them: ``{"attack.eps": 0.04, ...}``."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(flat_params(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def file_digest(path: str | Path) -> str:
