@@ -4,7 +4,7 @@ datastore beside the posted one). Set up and start: docs/monailabel.md."""
 
 from __future__ import annotations
 
-import os
+import shutil
 from pathlib import Path
 
 from monailabel.config import settings
@@ -43,5 +43,5 @@ class AdversarialSegmentationApp(MONAILabelApp):
             path = Path(params.pop("adversarial_file"))
             datastore = datastore or self.datastore()
             params["adversarial_image"] = datastore.add_image(path.stem, str(path), {"source": request["image"]})
-            os.remove(path)
+            shutil.rmtree(path.parent)  # the task's temporary folder
         return result

@@ -58,7 +58,8 @@ class SegmentTask(BundleInferTask):
 class AttackTask(SegmentTask):
     """The adversarial prediction: ``configs/<recipe>.yaml`` attacks the posted image as ``advseg attack <recipe>
     --input <image>`` does (no label: the clean prediction is the reference), the network segments the adversarial
-    image, and that image is written in the source's format (a derived DICOM, or a PNG) for the datastore. A request
+    image, and that image is written in the source's format (a derived DICOM, or a PNG) into a temporary folder of its
+    own, named ``adversarial_file`` in the result for the app to store (main.py). A request
     may set the recipe's ``eps`` and ``steps`` (the task's options, which MONAI Label's viewer plugins show)."""
 
     def __init__(self, bundle_root: str | Path, task: str, recipe: str, **kwargs) -> None:
