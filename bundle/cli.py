@@ -33,7 +33,7 @@ __all__ = ["main", "RECIPES", "LAYERS", "compose", "bundle_overrides"]
 TASKS = ("fundus", "dermoscopy", "cxr")
 RECIPES = ("asma", "pgd_heart", "pgd_resize", "pgd_untargeted", "fgsm")
 LAYERS = {"momentum": "pgd_momentum.yaml", "strong": "pgd_strong.yaml", "transfer": "transfer.yaml"}
-WORKFLOWS = {"segment": "inference.yaml", "evaluate": "evaluate.yaml", "train": "train.yaml"}
+WORKFLOWS = {"segment": "segment.yaml", "evaluate": "evaluate.yaml", "train": "train.yaml"}
 EXAMPLES = {
     "segment": "advseg segment --input scans/ --output seg/            (label maps; a DICOM SEG per DICOM input)",
     "attack": "advseg attack pgd_heart --input RG1_UNCR.dcm --output out/\n"
@@ -109,13 +109,22 @@ def _model_overrides(args: argparse.Namespace) -> dict:
                             f"with a network_def, and models/model.pt or model.ts); give the bundle's root folder.")
         overrides["model_file"] = str(weights)
         if weights.suffix == ".pt":
-            overrides.setdefault("network_def", f"%{config.resolve()}#network_def")
+            # parsed in its own file with its own bundle_root: a network_def may refer to the file's other ids
+            network = f"$bundle.config.bundle_network({str(model.resolve())!r}, {str(config.resolve())!r})"
+            overrides.setdefault("network_def", network)
     elif model.is_file():
         overrides["model_file"] = str(model)
     else:
         raise UserError(f"Option --model: {model} does not exist; give a state_dict (.pt) with --network_def, a "
                         f"TorchScript file, or a MONAI bundle folder.")
     return overrides
+
+
+def tracking_settings(name: object, command: str) -> object:
+    """``--tracking``: ``tensorboard``, and ``mlflow`` for an attack, name the bundle's settings files
+    (configs/tensorboard.yaml, configs/mlflow_attack.yaml); other values go to monai.bundle as they are."""
+    files = {"tensorboard": "tensorboard.yaml", **({"mlflow": "mlflow_attack.yaml"} if command == "attack" else {})}
+    return str(BUNDLE_ROOT / "configs" / files[name]) if name in files else name
 
 
 def _run(task: str, files: list[str], overrides: dict, args: argparse.Namespace) -> None:
@@ -256,8 +265,10 @@ def _workflow(args: argparse.Namespace, extra: list[str]) -> None:
     else:
         files = [WORKFLOWS[args.command]]
         default_output = Path("outputs") / task / args.command
+    if "tracking" in overrides:
+        overrides["tracking"] = tracking_settings(overrides["tracking"], args.command)
     output = (args.output or default_output).resolve()
-    overrides["output_dir"] = str(output)
+    overrides["output_dir"] = "$" + repr(str(output))  # an expression: MONAI's tracking appends "+ '/config_<time>.json'"
     started = time.perf_counter()
     _run(task, files, overrides, args)
     if args.command == "attack":

@@ -19,7 +19,7 @@ from bundle.inputs import attach_targets, has_labels, input_cases, with_case_ids
 from bundle.networks import ARCHITECTURES
 from bundle.targets import derangement, edited_target, parse_target_edit
 
-__all__ = ["BUNDLE_ROOT", "IS_CHECKOUT", "work_root", "VARIANTS", "bundle_config", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "check_inputs", "check_output_dir", "is_torchscript", "network_or_torchscript", "network_settings", "require_task", "load_weights", "attack_settings", "file_digest"]
+__all__ = ["BUNDLE_ROOT", "IS_CHECKOUT", "work_root", "VARIANTS", "bundle_config", "layered", "bundle_network", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "check_inputs", "check_output_dir", "is_torchscript", "network_or_torchscript", "network_settings", "require_task", "load_weights", "attack_settings", "flat_params", "file_digest"]
 
 def _bundle_root() -> tuple[Path, bool]:
     """The bundle root (``configs/``, ``models/``, ``scripts/``) and whether it is a source checkout: the folder above
@@ -49,6 +49,21 @@ def bundle_config(task: str, files: Sequence[str] = (), bundle_root: str | Path 
     parser.read_config([str(config_dir / name) for name in ("common.yaml", f"{task}.yaml", *files)])
     parser.update({"bundle_root": str(bundle_root), **overrides})
     return parser
+
+
+def layered(bundle_root: str | Path, task: str, files: Sequence[str], **options) -> ConfigParser:
+    """The layered config an entry file such as ``configs/inference.yaml`` takes its items from: :func:`bundle_config`
+    with the entry file's ``options`` as overrides, those left null keeping the layered files' defaults."""
+    return bundle_config(task, files, bundle_root, **{k: v for k, v in options.items() if v is not None})
+
+
+def bundle_network(bundle_root: str | Path, config_file: str | Path) -> torch.nn.Module:
+    """The ``network_def`` of a MONAI bundle (another's, or this one), parsed in its own config file with its own
+    ``bundle_root``, as MONAI Label reads a bundle."""
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    parser.update({"bundle_root": str(bundle_root)})
+    return parser.get_parsed_content("network_def")
 
 
 def model_file(bundle_root: str | Path, task: str, variant: str = "target", architecture: str = "unet") -> str:
@@ -263,6 +278,17 @@ def _existing_checkpoint(path: str | Path) -> Path:
 def attack_settings(attack: functools.partial) -> dict:
     """An attack recipe's function (``module.name``) and keyword arguments, as its run's settings record them."""
     return {"function": f"{attack.func.__module__}.{attack.func.__qualname__}", **attack.keywords}
+
+
+def flat_params(settings: dict, prefix: str = "") -> dict:
+    """A run's nested settings as flat names, as MLflow params take them: ``{"attack.eps": 0.04, ...}``."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(flat_params(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def file_digest(path: str | Path) -> str:

@@ -179,7 +179,7 @@ def test_inference_writes_native_size_label_maps_and_a_valid_seg(bundle_root, ti
     from PIL import Image
 
     pattern = str(tiny_datasets["cxr"] / "images" / "*.dcm")
-    wf = _workflow(bundle_root, "cxr", "inference", input_files=pattern, num_cases=2, output_dir=str(tmp_path))
+    wf = _workflow(bundle_root, "cxr", "segment", input_files=pattern, num_cases=2, output_dir=str(tmp_path))
     wf.run()
     cases = sorted(p.name for p in tmp_path.iterdir())
     assert len(cases) == 2
@@ -197,11 +197,11 @@ def test_inference_writes_native_size_label_maps_and_a_valid_seg(bundle_root, ti
 
 def test_inference_names_a_missing_input_file(bundle_root, tmp_path):
     with pytest.raises(Exception) as info:
-        _workflow(bundle_root, "fundus", "inference", input_files=[str(tmp_path / "no.png")],
+        _workflow(bundle_root, "fundus", "segment", input_files=[str(tmp_path / "no.png")],
                   output_dir=str(tmp_path)).run()
     assert re.search(r"Option input_files: .*no.png does not exist", chain(info.value))
     with pytest.raises(Exception) as info:
-        _workflow(bundle_root, "fundus", "inference", input_files=str(tmp_path / "*.jpg"),
+        _workflow(bundle_root, "fundus", "segment", input_files=str(tmp_path / "*.jpg"),
                   output_dir=str(tmp_path)).run()
     assert "matches no file" in chain(info.value)
     assert list(tmp_path.iterdir()) == []

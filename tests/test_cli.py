@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pydicom
 import pytest
 import torch
@@ -135,6 +136,15 @@ def test_a_model_of_ones_own_as_state_dict_torchscript_and_monai_bundle(tiny_dat
                  "--model", str(weights)]) == 2
     assert "does not fit this network (UNet:" in capsys.readouterr().err
     assert not (tmp_path / "wrong").exists()
+
+
+def test_this_bundle_as_a_bundle_folder_model_equals_the_shipped_model(two_scans, tmp_path):
+    """Its configs/inference.yaml takes network_def from the layered files: read in its own folder, it still gives it."""
+    scan = two_scans / "a" / "scan.dcm"
+    for name, extra in (("shipped", []), ("folder", ["--model", str(BUNDLE_ROOT)])):
+        assert main(["segment", "--input", str(scan), "--output", str(tmp_path / name), *extra]) == 0, name
+    labels = [np.asarray(Image.open(tmp_path / name / "scan" / "label.png")) for name in ("shipped", "folder")]
+    assert np.array_equal(*labels)
 
 
 @pytest.mark.parametrize("args, message", [

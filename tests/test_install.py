@@ -55,10 +55,9 @@ def test_the_wheel_runs_segment_and_an_attack_from_an_empty_folder(installed, ti
                  work)
     assert result.returncode == 0, result.stderr
     assert (work / "out" / "export" / scan.stem / "adversarial.dcm").is_file() and "target IoU" in result.stdout
-    # the documented way without the command: monai.bundle with --bundle_root at the installed configs
-    configs = [f"{root}/configs/{n}.yaml" for n in ("common", "cxr", "inference")]
-    result = run([bin_dir / "python", "-m", "monai.bundle", "run", "--config_file", repr(configs), "--bundle_root", root,
-                  "--input_files", str(scan), "--output_dir", "bundle_seg"], work)
+    # the documented way without the command: monai.bundle on the installed inference.yaml, with --bundle_root
+    result = run([bin_dir / "python", "-m", "monai.bundle", "run", "--config_file", f"{root}/configs/inference.yaml",
+                  "--bundle_root", root, "--input_files", str(scan), "--output_dir", "bundle_seg"], work)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (work / "bundle_seg" / scan.stem / "label.png").is_file()
     assert not (Path(root) / "outputs").exists() and not (Path(root) / "data").exists()  # site-packages stays clean

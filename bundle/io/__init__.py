@@ -17,6 +17,7 @@ from bundle.io.dicom_derived import (
 from bundle.io.dicom_seg import SEG_SERIES_NUMBER, SEGMENT_COLOURS, segment_codes, segment_colour, write_seg
 from bundle.io.pixels import (
     grid_blockiness,
+    LabelToNatived,
     label_to_native,
     perturbation_to_stored,
     photo_perturbation_to_uint8,
@@ -29,7 +30,7 @@ from bundle.io.volumes import orientation_matrix_lps, write_nifti, write_nrrd
 
 __all__ = [
     "perturbation_to_stored", "stored_units_per_model_unit", "photo_to_uint8", "photo_perturbation_to_uint8",
-    "label_to_native", "grid_blockiness",
+    "label_to_native", "LabelToNatived", "grid_blockiness",
     "write_derived_dicom", "write_seg", "write_secondary_capture", "write_nifti", "write_nrrd", "write_png",
     "deidentify", "deidentify_file", "is_deidentified", "UIDMap", "segment_codes", "orientation_matrix_lps",
     "ADVERSARIAL_SERIES_DESCRIPTION", "DERIVATION_CODE", "DERIVED_SERIES_NUMBER", "SEG_SERIES_NUMBER",

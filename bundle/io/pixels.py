@@ -49,11 +49,13 @@ import scipy.sparse
 import scipy.sparse.linalg
 import torch
 import torch.nn.functional as F
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
 
 from bundle.transforms import read_photo, read_xray_dicom
 
 __all__ = ["perturbation_to_stored", "stored_units_per_model_unit", "photo_to_uint8",
-           "photo_perturbation_to_uint8", "label_to_native", "upsample_to", "grid_blockiness", "UPSAMPLE_MODES"]
+           "photo_perturbation_to_uint8", "label_to_native", "LabelToNatived", "upsample_to", "grid_blockiness", "UPSAMPLE_MODES"]
 
 UPSAMPLE_MODES = ("smooth", "area_inverse", "bilinear")
 
@@ -332,3 +334,19 @@ def grid_blockiness(delta: object, model_shape: Sequence[int]) -> dict[str, floa
     total = float(power.sum())
     return {"border": border, "within": within, "ratio": border / within if within > 0 else float("inf"),
             "high_frequency": float(power[fy | fx].sum()) / total if total > 0 else 0.0}
+
+
+class LabelToNatived(MapTransform):
+    """Resize model-grid label maps ``(1, h, w)`` to the native size of ``ref_key``'s source image (its meta
+    ``spatial_shape``) by :func:`label_to_native`, the rule of the saved ``label.png``: a request's postprocessing."""
+
+    def __init__(self, keys: KeysCollection, ref_key: str = "image") -> None:
+        super().__init__(keys)
+        self.ref_key = ref_key
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        size = d[self.ref_key].meta["spatial_shape"]
+        for key in self.key_iterator(d):
+            d[key] = torch.from_numpy(label_to_native(d[key], size))[None]
+        return d
