@@ -136,12 +136,15 @@ def test_untargeted_pgd_destroys_the_segmentation(cxr, files):
 
 def test_float16_pgd_steps_follow_the_float32_gradient(cxr):
     """Under float16 autocast (a GPU's usual mixed precision, here the CPU's float16 autocast) one PGD step of the
-    shipped CXR model moves the pixels as in float32. The losses are means over 65,536 pixels and,
-    unscaled, their gradients underflow inside the network: 86.7 % of the signs agreed (docs/benchmarks.md)."""
+    shipped CXR model moves the pixels as in float32. The losses are means over 65,536 pixels and, unscaled, their
+    gradients underflow inside the network: 4.2 % of the input gradient became exactly 0 and 87.4 % of the signs
+    agreed (version-3 model; version 2: 3.6 %, 86.7 %). Scaled, nothing underflows; what still differs is float16's
+    rounding of small gradients: 96.9 % of the signs agree (version 2: 98.2 %; scripts/amp_gradients.py)."""
     net, batch = cxr
     images, target = batch["image"][:2], heart_symbol_target(batch["label"][:2])
     step = lambda: pgd(net, images, target, eps=0.04, alpha=0.04, steps=1, bounds=(-1.0, 1.0)).adv - images  # noqa: E731
     full = step()
     with torch.autocast("cpu", dtype=torch.float16):
         half = step()
-    assert (half.sign() == full.sign()).float().mean() >= 0.97
+    assert ((half == 0) & (full != 0)).float().mean() <= 0.001  # no underflow to a zero step
+    assert (half.sign() == full.sign()).float().mean() >= 0.96
