@@ -83,8 +83,9 @@ def segment(image: Path, model: Path | None) -> np.ndarray:
 
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["segment", "--task", "cxr", "--input", str(image), "--output", tmp]
-        if main(argv + (["--model", str(model)] if model else [])) != 0:
-            raise SystemExit(f"segmentation of {image} failed")
+        status = main(argv + (["--model", str(model)] if model else []))
+        if status:  # advseg has said why (a bad --model: status 2)
+            raise SystemExit(status)
         return np.asarray(Image.open(next(Path(tmp).glob("*/label.png"))))
 
 

@@ -65,3 +65,10 @@ def test_script_runs_on_the_real_radiograph(tmp_path):
     result = json.loads((tmp_path / "real_cxr_t.json").read_text())
     assert set(result) == {"right_lung", "left_lung", "heart"} and (tmp_path / "real_cxr_t.png").is_file()
     assert "| t | heart |" in done.stdout
+
+
+def test_a_missing_model_is_named_and_nothing_written(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--model", str(tmp_path / "none.pt"), "--output",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Option --model: " in done.stderr and "none.pt does not exist" in done.stderr
+    assert not (tmp_path / "out").exists()
