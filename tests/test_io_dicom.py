@@ -17,7 +17,9 @@ import pydicom
 import pytest
 import torch
 from monai.transforms import Resize
+from matplotlib.path import Path as MplPath
 from PIL import Image
+from scipy import ndimage
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless, generate_uid
 
@@ -144,6 +146,10 @@ def written(sources, tmp_path_factory) -> dict:
                     seg_src, _labels(i), out_dir / f"seg_{name}_{tag}.dcm", class_names=CXR_CLASSES,
                     algorithm_name="cxr-unet", algorithm_version="0.1", series_description=f"{name.upper()} LABELS",
                     content_label=name.upper(), deidentify=flag)
+                files[f"sr_{name}_{tag}"] = bio.write_contour_sr(
+                    seg_src, _labels(i), out_dir / f"sr_{name}_{tag}.dcm", class_names=CXR_CLASSES,
+                    algorithm_name="cxr-unet", algorithm_version="0.1", series_description=f"{name.upper()} OUTLINES",
+                    deidentify=flag)
             rgb = np.random.default_rng(3).integers(0, 256, (32, 40, 3), dtype=np.uint8)
             files[f"sc_{tag}"] = bio.write_secondary_capture(
                 src, rgb, out_dir / f"sc_{tag}.dcm", series_instance_uid=generate_uid(),
@@ -156,7 +162,7 @@ def written(sources, tmp_path_factory) -> dict:
 
 DICOM_KEYS = ([f"adv_{k}{d}" for k in (*PHOTOMETRICS, "rle", "j2k", "jpegls", "jpeg") for d in ("", "_deid")]
               + [f"{kind}_{p}{d}" for p in PHOTOMETRICS for d in ("", "_deid")
-                 for kind in ("seg_clean", "seg_adv", "seg_target", "sc")]
+                 for kind in ("seg_clean", "seg_adv", "seg_target", "sr_clean", "sr_adv", "sr_target", "sc")]
               + [f"copy_{p}_deid" for p in PHOTOMETRICS])
 
 
@@ -333,11 +339,88 @@ def test_new_series_have_colours_dates_and_no_misread_attributes(written, source
         assert {tuple(float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient)
                 for f in seg.PerFrameFunctionalGroupsSequence} == {(0.0, 0.0, 0.0)}
         assert "FrameOfReferenceUID" in seg and "FrameOfReferenceUID" not in pydicom.dcmread(sources[photometric])
-    for kind in ("adv", "seg_clean", "seg_adv", "seg_target", "sc"):
+    for kind in ("adv", "seg_clean", "seg_adv", "seg_target", "sr_clean", "sr_adv", "sr_target", "sc"):
         for deid in ("", "_deid"):
             ds = pydicom.dcmread(written["files"][f"{kind}_{photometric}{deid}"])
             assert len(ds.SeriesDate) == 8 and len(ds.SeriesTime) >= 6, kind
     assert "VOILUTFunction" not in pydicom.dcmread(sources[photometric])  # LINEAR is the default: not written
+
+
+def _pieces(mask: np.ndarray) -> list[np.ndarray]:
+    """The 4-connected pieces of a mask, their holes filled, largest first (the background 8-connected: a pixel
+    that touches the outside at a corner is no hole)."""
+    pieces, n = ndimage.label(mask)
+    filled = [ndimage.binary_fill_holes(pieces == k, structure=np.ones((3, 3))) for k in range(1, n + 1)]
+    return sorted(filled, key=lambda piece: -int(piece.sum()))
+
+
+def _inside(outline: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Pixels whose centre lies inside a closed outline in DICOM pixel coordinates."""
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    centres = np.stack([xx.ravel() + 0.5, yy.ravel() + 0.5], axis=1)
+    return MplPath(outline).contains_points(centres).reshape(rows, cols)
+
+
+def test_label_outlines_trace_the_pixel_edges_of_each_piece():
+    """Outer outlines only (a hole is no outline), diagonal neighbours are two pieces, the vertices are pixel corners
+    of the boundary, and without simplification the outline encloses exactly the piece with its holes."""
+    mask = np.zeros((12, 14), bool)
+    mask[1:7, 1:7] = True
+    mask[3:5, 3:5] = False          # a hole
+    mask[8, 9] = mask[9, 10] = True  # touching at a corner only
+    mask[2:5, 9:13] = True
+    mask[4, 9:11] = False            # a notch: an L shape
+    outlines = bio.label_outlines(mask, tolerance=0.0)
+    assert [len(o) for o in outlines] == [5, 7, 5, 5]
+    np.testing.assert_array_equal(outlines[0], [[1, 1], [7, 1], [7, 7], [1, 7], [1, 1]])
+    pieces = _pieces(mask)
+    for outline, piece in zip(outlines, pieces):
+        np.testing.assert_array_equal(_inside(outline, *mask.shape), piece)
+    assert bio.label_outlines(np.zeros((4, 4))) == []
+    assert [len(o) for o in bio.label_outlines(mask, tolerance=0.0, min_pixels=2)] == [5, 7]
+    rng = np.random.default_rng(0)
+    blob = ndimage.binary_opening(ndimage.gaussian_filter(rng.random((60, 70)), 4) > 0.5)
+    for tolerance, iou in ((0.0, 1.0), (0.5, 0.95)):
+        for outline, piece in zip(bio.label_outlines(blob, tolerance=tolerance), _pieces(blob)):
+            assert np.all(outline == outline.round()) and np.all(outline[0] == outline[-1])
+            drawn = _inside(outline, *blob.shape)
+            assert (drawn & piece).sum() / (drawn | piece).sum() >= iou
+
+
+@pytest.mark.parametrize("photometric", PHOTOMETRICS)
+def test_sr_reads_back_with_highdicom_as_the_outlines_of_the_label_maps(written, sources, photometric):
+    """One TID 1410 group per outline: a closed POLYLINE on the segmented image, the class's codes as finding type
+    and site (laterality as the site's modifier), the area in mm2 of the piece with its holes, an identifier."""
+    src = pydicom.dcmread(sources[photometric])
+    for i, name in enumerate(("clean", "adv", "target")):
+        sr = hd.sr.srread(written["files"][f"sr_{name}_{photometric}"])
+        ref = pydicom.dcmread(written["files"][f"adv_{photometric}"]) if name == "adv" else src
+        assert sr.StudyInstanceUID == src.StudyInstanceUID and sr.PatientID == src.PatientID
+        assert sr.SeriesDescription == f"{name.upper()} OUTLINES" and sr.SeriesNumber == bio.SR_SERIES_NUMBER
+        assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+        groups = sr.content.get_planar_roi_measurement_groups()
+        expected = []
+        for number, class_name in enumerate(CXR_CLASSES[1:], start=1):
+            mask = _labels(i) == number
+            pieces = _pieces(mask)
+            assert len(bio.label_outlines(mask)) == len(pieces)
+            expected += [(class_name, k, outline, piece) for k, (outline, piece)
+                         in enumerate(zip(bio.label_outlines(mask), pieces), start=1)]
+        assert len(groups) == len(expected)
+        for group, (class_name, k, outline, piece) in zip(groups, expected):
+            _, prop_type, modifier, _ = bio.segment_codes(class_name)
+            assert group.tracking_identifier == f"{class_name} {k}"
+            assert group.finding_type.value == prop_type.value
+            site = group.finding_sites[0]
+            assert site.value.value == prop_type.value
+            assert (site.laterality.value if site.laterality else None) == (modifier.value if modifier else None)
+            region = group.roi
+            assert region.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
+            np.testing.assert_allclose(region.value, outline)
+            assert region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == ref.SOPInstanceUID
+            area = group.get_measurements()[0]
+            assert area.name.value == "42798000" and area.unit.value == "mm2"
+            assert area.value == pytest.approx(piece.sum() * 0.2 * 0.25)
 
 
 def test_a_linear_voi_lut_function_is_not_copied_other_values_are(sources, tmp_path):
@@ -378,7 +461,7 @@ def test_deidentified_objects_hold_no_identity_and_share_one_new_study(written, 
     for photometric in PHOTOMETRICS:
         src = pydicom.dcmread(sources[photometric])
         objects = {k: pydicom.dcmread(p) for k, p in deid.items() if photometric in k}
-        assert len(objects) == 6  # derived, three SEGs, SC, copy of the source
+        assert len(objects) == 9  # derived, three SEGs, three SRs, SC, copy of the source
         studies = {ds.StudyInstanceUID for ds in objects.values()}
         patients = {(ds.PatientID, str(ds.PatientName)) for ds in objects.values()}
         assert len(studies) == 1 and studies != {src.StudyInstanceUID}
@@ -394,6 +477,9 @@ def test_deidentified_objects_hold_no_identity_and_share_one_new_study(written, 
         np.testing.assert_array_equal(copy.pixel_array, src.pixel_array)
         seg = hd.seg.segread(deid[f"seg_adv_{photometric}_deid"])  # SEG of the de-identified adv image
         assert seg.get_pixels_by_source_instance([adv.SOPInstanceUID], combine_segments=True).shape == (1, ROWS, COLS)
+        sr = hd.sr.srread(deid[f"sr_adv_{photometric}_deid"])  # SR outlines on the de-identified adv image
+        region = sr.content.get_planar_roi_measurement_groups()[0].roi
+        assert region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == adv.SOPInstanceUID
 
 
 def test_uid_map_is_deterministic_and_keyed():
@@ -419,6 +505,8 @@ def test_failure_while_writing_leaves_no_file(sources, tmp_path, monkeypatch):
         lambda: bio.write_secondary_capture(src, np.zeros((8, 8, 3), np.uint8), tmp_path / "c.dcm",
                                             series_instance_uid=generate_uid(), series_description="x"),
         lambda: bio.deidentify_file(src, tmp_path / "d.dcm", bio.UIDMap(SECRET)),
+        lambda: bio.write_contour_sr(src, _labels(0), tmp_path / "r.dcm", class_names=CXR_CLASSES, algorithm_name="a",
+                                     algorithm_version="1", series_description="x"),
     ]
     for call in calls:
         with pytest.raises(OSError, match="disk full"):
@@ -453,6 +541,17 @@ def test_bad_arguments_raise_clear_errors(sources, tmp_path):
     with pytest.raises(TypeError, match="deidentify should be a bool or a UIDMap"):
         bio.write_derived_dicom(src, stored, tmp_path / "a.dcm", derivation_description="x",
                                 series_instance_uid=uid, deidentify="yes")
+    sr_args = dict(class_names=CXR_CLASSES, algorithm_name="a", algorithm_version="1", series_description="x")
+    with pytest.raises(ValueError, match="label_map should have the source's native shape"):
+        bio.write_contour_sr(src, np.zeros(MODEL, int), tmp_path / "r.dcm", **sr_args)
+    with pytest.raises(ValueError, match=r"label_map holds values \[6\] outside 0\.\.5"):
+        bio.write_contour_sr(src, np.full((ROWS, COLS), 6), tmp_path / "r.dcm", **sr_args)
+    with pytest.raises(ValueError, match=r"min_fraction should be a float in \[0, 1\), got 1\.5"):
+        bio.write_contour_sr(src, _labels(0), tmp_path / "r.dcm", min_fraction=1.5, **sr_args)
+    with pytest.raises(ValueError, match="tolerance should be a non-negative float, got -1"):
+        bio.write_contour_sr(src, _labels(0), tmp_path / "r.dcm", tolerance=-1, **sr_args)
+    with pytest.raises(ValueError, match="mask should be a 2-D array, got shape"):
+        bio.label_outlines(np.zeros((2, 4, 4), bool))
     assert list(tmp_path.iterdir()) == []
 
 
