@@ -1,7 +1,8 @@
 """Ignite handler: each attacked case as files clinical software opens, and the round trip through them.
 
 DICOM inputs give a derived adversarial DICOM (same study), three DICOM SEGs (clean prediction, adversarial
-prediction, target) and a Secondary Capture of the overlay; photographs give a lossless PNG. Every case also
+prediction, target), with ``sr=True`` the same three as DICOM SR reports of outlines (TID 1500), and a Secondary
+Capture of the overlay; photographs give a lossless PNG. Every case also
 gets its perturbation as NIfTI and its attack target as a PNG label map, and with ``nifti=True`` the adversarial image and the masks too. The written
 adversarial file is then read back through the bundle's own preprocessing and segmented again:
 ``roundtrip_target_iou`` (and, for DICOM, the perturbation's ``l2_stored`` / ``linf_stored`` in stored pixel
@@ -28,7 +29,8 @@ from bundle.inputs import is_dicom
 from bundle.io._dicom import research_description
 from bundle.io.dicom_derived import LOSSLESS_SYNTAXES
 from bundle.io import (UIDMap, deidentify_file, label_to_native, perturbation_to_stored, photo_perturbation_to_uint8,
-                       write_derived_dicom, write_nifti, write_png, write_secondary_capture, write_seg)
+                       write_contour_sr, write_derived_dicom, write_nifti, write_png, write_secondary_capture,
+                       write_seg)
 from bundle.metrics import paper_iou
 from bundle.transforms import read_photo, read_xray_dicom
 from bundle.visualize import render_overlay
@@ -39,6 +41,9 @@ __all__ = ["ClinicalExporter"]
 SEG_KINDS = (("clean_pred", "clean prediction", 911, "Clean prediction SEG"),
              ("adv_pred", "adversarial prediction", 912, "Adversarial pred. SEG"),
              ("target", "attack target", 913, "Attack target SEG"))
+# the same three as SR reports of outlines (sr=True): key, Series Number, kind
+SR_KINDS = (("clean_pred", 931, "Clean prediction SR"), ("adv_pred", 932, "Adversarial pred. SR"),
+            ("target", 933, "Attack target SR"))
 
 
 class ClinicalExporter:
@@ -59,12 +64,16 @@ class ClinicalExporter:
         deidentify_secret: key of the UID pseudonyms; fix it to get the same pseudonyms across runs.
         transfer_syntax: ``None`` writes the adversarial DICOM uncompressed; a lossless syntax UID (RLE,
             JPEG-LS or JPEG 2000 lossless) compresses it without changing a pixel.
+        sr: also write the three segmentations as DICOM SR measurement reports of their outlines
+            (``sr_clean_pred.dcm``, ``sr_adv_pred.dcm``, ``sr_target.dcm``; :func:`bundle.io.write_contour_sr`),
+            which OHIF 3.13 draws over the radiograph as outlines with each one's finding site and area (a viewer
+            that draws no SEG on a projection radiograph may draw these; docs/export.md, "Viewers").
     """
 
     def __init__(self, output_dir: str | Path, class_names: Sequence[str], attack_name: str, bounds: Sequence[float],
                  preprocessing: Callable[[dict], dict], nifti: bool = False, deidentify: bool = False,
                  deidentify_secret: str | None = None, transfer_syntax: str | None = None,
-                 algorithm_version: str = "0.1.0") -> None:
+                 algorithm_version: str = "0.1.0", sr: bool = False) -> None:
         self.folder = Path(output_dir) / "export"
         self.class_names, self.attack_name, self.bounds = list(class_names), attack_name, tuple(bounds)
         self.preprocessing, self.nifti = preprocessing, nifti
@@ -75,6 +84,9 @@ class ClinicalExporter:
                              f"{transfer_syntax!r} (a lossy syntax would change the adversarial pixels).")
         self.transfer_syntax = transfer_syntax
         self.algorithm_version = algorithm_version
+        if not isinstance(sr, bool):
+            raise TypeError(f"Option export_sr should be true or false, got {sr!r}.")
+        self.sr = sr
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
@@ -123,6 +135,11 @@ class ClinicalExporter:
                       algorithm_version=self.algorithm_version, series_description=research_description(kind),
                       content_description=f"{self.attack_name}: {what}"[:64], series_instance_uid=uid(key),
                       series_number=number, content_label=key.upper()[:16], deidentify=self.uid_map)
+        for key, number, kind in SR_KINDS if self.sr else ():
+            write_contour_sr(adv_path if key == "adv_pred" else source, label_to_native(out[key][i], native),
+                             folder / f"sr_{key}.dcm", class_names=self.class_names, algorithm_name="bundle U-Net",
+                             algorithm_version=self.algorithm_version, series_description=research_description(kind),
+                             series_instance_uid=uid(f"sr_{key}"), series_number=number, deidentify=self.uid_map)
         overlay = render_overlay(out["image"][i], out["adv"][i], out["label"][i], out["adv_pred"][i], out["target"][i],
                                  bounds=self.bounds, class_names=self.class_names, title=description,
                                  reference=out.get("reference", GROUND_TRUTH))
