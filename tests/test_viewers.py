@@ -1,13 +1,16 @@
 """The exports as clinical viewers show them: OHIF 3 and Orthanc's Web Viewer in headless Chromium, judged by pixels.
 
 One chest phantom (MONOCHROME1, stored inverted like some CR/DX systems do) goes through the bundle's own export
-(``ClinicalExporter``: derived adversarial DX, three SEGs, overlay Secondary Capture) into a private Orthanc on
-loopback; OHIF's built viewer (npm ``@ohif/app``) is served on loopback against Orthanc's DICOMweb, Orthanc's Web
-Viewer is Orthanc's own plugin, and Debian's Chromium, driven by playwright-core, saves a screenshot of each object in
-each viewer. Asserted from the screenshots: the radiographs are drawn, the right way round (bone bright: positive
-correlation with the display the bundle computes from the file); the Secondary Capture keeps the figure's aspect
-ratio; each SEG is drawn over the radiograph in OHIF with each segment's recommended colour inside that structure.
-Orthanc's Web Viewer 2.8 has no SEG support (docs/export.md, "Viewers"), so its SEGs are not opened.
+(``ClinicalExporter``: derived adversarial DX, three SEGs, the same three as SR reports of outlines, overlay Secondary
+Capture) into a private Orthanc on loopback; OHIF's built viewer (npm ``@ohif/app``) is served on loopback against
+Orthanc's DICOMweb, Orthanc's Web Viewer is Orthanc's own plugin, and Debian's Chromium, driven by playwright-core,
+saves a screenshot of each object in each viewer. Asserted from the screenshots: the radiographs are drawn, the right
+way round (bone bright: positive correlation with the display the bundle computes from the file); the Secondary
+Capture keeps the figure's aspect ratio; each SEG is drawn over the radiograph in OHIF with each segment's recommended
+colour inside that structure, and each SR's outlines along the structures' outlines. Asserted from OHIF's DOM: its
+segmentation panel lists each SEG's segment labels, and each SR's text boxes name every outline's finding site and
+area. Orthanc's Web Viewer 2.8 has no SEG, SR or presentation-state support (docs/export.md, "Viewers"): one SEG and
+one SR are opened there to show what it draws instead (a black-and-white mask frame; nothing).
 
 Skipped, naming what is missing, unless every component is installed (``bash scripts/setup.sh`` installs them).
 ``ADVSEG_VIEWER_SHOTS=<folder>`` keeps the screenshots there (docs/figures/ holds two of them).
@@ -15,23 +18,26 @@ Skipped, naming what is missing, unless every component is installed (``bash scr
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import urllib.request
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
 import torch
 from monai.transforms import Resize
 from PIL import Image
+from scipy import ndimage
 
 from bundle.data.cxr import CXR_CLASSES, generate_cxr
 from bundle.data.dicom_writer import write_dx
 from bundle.handlers.clinical_export import ClinicalExporter
-from bundle.io import SEGMENT_COLOURS, label_to_native
+from bundle.io import SEGMENT_COLOURS, label_to_native, segment_codes
 from bundle.targets import heart_symbol_target
 from bundle.transforms import read_xray_dicom
 from orthanc import running_orthanc
@@ -39,6 +45,10 @@ from viewers import WEBVIEWER_PLUGIN, screenshots, serving_ohif, viewer_componen
 
 SIZE, GRID = 512, (128, 128)        # native phantom, model grid: factor 4 as 1024 -> 256
 SEGS = ("seg_clean_pred", "seg_adv_pred", "seg_target")
+SRS = ("sr_clean_pred", "sr_adv_pred", "sr_target")
+ORTHANC_ONLY_SHOWS = ("seg_adv_pred", "sr_adv_pred")  # one of each kind opened in Orthanc's Web Viewer
+SEG_PANEL_BUTTON, SEGMENT_LABEL = '[data-cy="panelSegmentation-btn"]', '[data-cy="data-row-title"]'
+SR_TEXT = ".viewport-element svg text tspan"  # the lines of the text boxes cornerstone3D draws beside SR graphics
 VIEWPORT = ".viewport-element"     # cornerstone3D's rendering element in OHIF
 
 
@@ -65,37 +75,49 @@ def case(tmp_path_factory, components) -> dict:
     noise = torch.randn((1, *GRID), generator=torch.Generator().manual_seed(0))
     out = {"image": image[None], "adv": (image + 0.04 * noise.sign()).clamp(-1, 1)[None], "label": small[None],
            "clean_pred": small[None], "adv_pred": target[None], "target": target[None]}
-    exporter = ClinicalExporter(root, CXR_CLASSES, "pgd_heart_small", (-1.0, 1.0), preprocessing=None)
+    exporter = ClinicalExporter(root, CXR_CLASSES, "pgd_heart_small", (-1.0, 1.0), preprocessing=None, sr=True)
     folder = root / "export"
     folder.mkdir()
     exporter._export_dicom(out, 0, "viewer", source, folder)
     files = {"source": source, "adversarial": folder / "adversarial.dcm", "overlay": folder / "overlay.dcm",
-             **{name: folder / f"{name}.dcm" for name in SEGS}}
-    labels = {"seg_clean_pred": label, "seg_adv_pred": label_to_native(target, (SIZE, SIZE)),
-              "seg_target": label_to_native(target, (SIZE, SIZE))}
+             **{name: folder / f"{name}.dcm" for name in SEGS + SRS}}
+    labels = {"clean_pred": label, "adv_pred": label_to_native(target, (SIZE, SIZE)),
+              "target": label_to_native(target, (SIZE, SIZE))}
+    labels = {f"{kind}_{key}": value for key, value in labels.items() for kind in ("seg", "sr")}
     return {"files": files, "labels": labels, "datasets": {k: pydicom.dcmread(p) for k, p in files.items()}}
 
 
 @pytest.fixture(scope="module")
 def shots(case, components, tmp_path_factory) -> dict:
-    """Every object stored in Orthanc and photographed in OHIF (all) and Orthanc's Web Viewer (all but SEGs)."""
+    """Every object stored in Orthanc (and the SRs read back from it) and photographed in OHIF (all) and Orthanc's Web
+    Viewer (the images, one SEG, one SR); OHIF's segment labels and SR text boxes read from its DOM."""
     work = tmp_path_factory.mktemp("viewers")
     with running_orthanc(work / "orthanc", extra_plugins=(WEBVIEWER_PLUGIN,)) as base:
-        series = {}
+        series, stored = {}, {}
         for name, path in case["files"].items():
             request = urllib.request.Request(f"{base}/instances", data=path.read_bytes(), method="POST")
             with urllib.request.urlopen(request, timeout=30) as response:
-                series[name] = json.loads(response.read())["ParentSeries"]
+                answer = json.loads(response.read())
+            series[name] = answer["ParentSeries"]
+            if name in SRS:
+                with urllib.request.urlopen(f"{base}/instances/{answer['ID']}/file", timeout=30) as response:
+                    stored[name] = response.read()
         study = case["datasets"]["source"].StudyInstanceUID
         with serving_ohif(Path(components["ohif"]).parent, base) as ohif:
             jobs = []
             for name, ds in case["datasets"].items():
-                seg = name.startswith("seg_")
-                jobs.append({"name": f"ohif_{name}", "out": str(work / f"ohif_{name}.png"), "clip": VIEWPORT,
-                             "wait_for": "canvas", "settle_ms": 9000 if seg else 4000,
-                             "url": f"{ohif}/viewer?StudyInstanceUIDs={study}"
-                                    f"&initialSeriesInstanceUID={ds.SeriesInstanceUID}"})
-                if not seg:
+                seg, sr = name.startswith("seg_"), name.startswith("sr_")
+                job = {"name": f"ohif_{name}", "out": str(work / f"ohif_{name}.png"), "clip": VIEWPORT,
+                       "wait_for": "canvas", "settle_ms": 9000 if seg else 6000 if sr else 4000,
+                       "url": f"{ohif}/viewer?StudyInstanceUIDs={study}"
+                              f"&initialSeriesInstanceUID={ds.SeriesInstanceUID}"}
+                if seg:  # the segmentation panel opened after the screenshot, its segment labels read
+                    job.update(reveal=SEG_PANEL_BUTTON, reveal_out=str(work / f"ohif_{name}_panel.png"),
+                               texts=[SEGMENT_LABEL])
+                if sr:
+                    job.update(texts=[SR_TEXT])
+                jobs.append(job)
+                if not (seg or sr) or name in ORTHANC_ONLY_SHOWS:
                     jobs.append({"name": f"orthanc_{name}", "out": str(work / f"orthanc_{name}.png"), "clip": "canvas",
                                  "wait_for": "canvas", "settle_ms": 4000,
                                  "url": f"{base}/web-viewer/app/viewer.html?series={series[name]}"})
@@ -104,8 +126,10 @@ def shots(case, components, tmp_path_factory) -> dict:
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         for job in report:
-            shutil.copy(job["out"], Path(keep) / Path(job["out"]).name)
-    return {job["name"]: job for job in report}
+            for shot in (job["out"], job.get("reveal_out")):
+                if shot and Path(shot).is_file():
+                    shutil.copy(shot, Path(keep) / Path(shot).name)
+    return {"stored": stored, **{job["name"]: job for job in report}}
 
 
 def _screenshot(shots: dict, name: str) -> np.ndarray:
@@ -168,3 +192,90 @@ def test_ohif_draws_each_segment_in_its_colour_over_the_radiograph(case, shots, 
         assert close.sum() >= 20, f"{CXR_CLASSES[number]} not drawn in {SEGMENT_COLOURS[number - 1]} ({close.sum()} px)"
         elsewhere = drawn[grid == 0]
         assert (np.linalg.norm(elsewhere - colour, axis=1) < 60).mean() < 0.01, f"{CXR_CLASSES[number]} spills over"
+
+
+def _line_pixels(shot: np.ndarray) -> np.ndarray:
+    """Where OHIF's SR display tool drew: its yellow (255, 255, 0) and, for the selected outline, green (0, 255, 0);
+    a grey radiograph has neither."""
+    return (shot[..., 1] > 170) & (shot[..., 2] < 110) & (shot[..., 1] - shot[..., 2] > 110)
+
+
+def _along(outline: np.ndarray, step: float) -> np.ndarray:
+    """Points every ``step`` along a polyline ``(N, 2)``."""
+    points = [outline[:1]]
+    for a, b in zip(outline[:-1], outline[1:]):
+        n = max(1, int(np.ceil(np.hypot(*(b - a)) / step)))
+        points.append(a + (b - a) * (np.arange(1, n + 1)[:, None] / n))
+    return np.concatenate(points)
+
+
+@pytest.mark.parametrize("name", SRS)
+def test_ohif_draws_each_sr_outline_along_its_structure(case, shots, name):
+    """Every outline of the SR (read back with highdicom) is drawn where the structure's outline lies on the screen,
+    and nothing else is drawn in the tool's colours but the text boxes beside them."""
+    shot = _screenshot(shots, f"ohif_{name}")
+    drawn, (_, _, h, w) = _fitted(shot, SIZE, SIZE)
+    line = _line_pixels(drawn)
+    reach = ndimage.binary_dilation(line, iterations=3)  # a dashed line: gaps of 4 px at most
+    groups = hd.sr.srread(case["files"][name]).content.get_planar_roi_measurement_groups()
+    assert len(groups) >= 5, f"{name}: {len(groups)} outlines"
+    near = np.zeros_like(line)
+    for group in groups:
+        assert group.roi.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
+        samples = _along(group.roi.value * np.array([w, h]) / SIZE, 2.0)
+        xs = np.clip(samples[:, 0].round().astype(int), 0, w - 1)
+        ys = np.clip(samples[:, 1].round().astype(int), 0, h - 1)
+        hit = reach[ys, xs].mean()
+        assert hit > 0.8, f"{name}: {group.tracking_identifier} drawn along {hit:.0%} of its outline"
+        near[ys, xs] = True
+    assert drawn.mean(axis=2)[~ndimage.binary_dilation(near, iterations=8)].std() > 20, "no radiograph under the SR"
+    stray = (line & ~ndimage.binary_dilation(near, iterations=6)).mean()
+    assert stray < 0.01, f"{name}: {stray:.1%} of the image drawn away from the outlines"
+
+
+@pytest.mark.parametrize("name", SEGS)
+def test_ohif_segmentation_panel_lists_each_segment_label(shots, name):
+    """Read from the DOM, not the pixels: the panel's rows are the SEG's segment labels, the class names."""
+    job = shots[f"ohif_{name}"]
+    assert job["error"] is None, job["error"]
+    assert job["texts"][SEGMENT_LABEL] == list(CXR_CLASSES[1:])
+
+
+@pytest.mark.parametrize("name", SRS)
+def test_ohif_names_each_sr_outline_by_its_finding_site_and_area(case, shots, name):
+    """The text boxes beside the outlines (DOM): per outline the finding site, shown by OHIF behind its concept code
+    363698007, and the area in mm2, as written in the report; the sites are the structures of the label map."""
+    job = shots[f"ohif_{name}"]
+    assert job["error"] is None, job["error"]
+    groups = hd.sr.srread(case["files"][name]).content.get_planar_roi_measurement_groups()
+    expected = []
+    for group in groups:
+        expected.append(f"363698007: {group.finding_sites[0].value.meaning}")
+        expected.append(f"Area: {group.get_measurements()[0].value:.2f} mm2")
+    assert sorted(job["texts"][SR_TEXT]) == sorted(expected)
+    present = [n for n in range(1, len(CXR_CLASSES)) if (case["labels"][name] == n).any()]
+    assert {g.finding_sites[0].value.meaning for g in groups} == {segment_codes(CXR_CLASSES[n])[1].meaning
+                                                                  for n in present}
+
+
+@pytest.mark.parametrize("name", SRS)
+def test_orthanc_stores_the_sr_and_gives_it_back_unchanged(case, shots, name):
+    stored = pydicom.dcmread(io.BytesIO(shots["stored"][name]))
+    assert stored == case["datasets"][name]
+    back = hd.sr.ComprehensiveSR.from_dataset(stored)
+    assert len(back.content.get_planar_roi_measurement_groups()) == len(
+        hd.sr.srread(case["files"][name]).content.get_planar_roi_measurement_groups())
+
+
+def test_orthanc_web_viewer_draws_no_segmentation_over_the_radiograph(shots):
+    """What Orthanc's Web Viewer 2.8 does with the segmentation objects: a SEG is shown as its first frame, a
+    black-and-white mask without the radiograph; an SR is not drawn at all (its page fails, the canvas stays black)."""
+    def inner(name: str) -> np.ndarray:  # clear of the viewer's text in the corners and its bottom line
+        gray = _screenshot(shots, name).mean(axis=2)
+        h, w = gray.shape
+        return gray[h // 8:h - h // 8, w // 8:w - w // 8]
+
+    seg, radiograph, sr = inner("orthanc_seg_adv_pred"), inner("orthanc_adversarial"), inner("orthanc_sr_adv_pred")
+    grey = lambda gray: ((gray > 30) & (gray < 225)).mean()  # noqa: E731
+    assert (seg > 225).mean() > 0.02 and grey(seg) < 0.01 < grey(radiograph), "the SEG frame is not a bare mask"
+    assert sr.max() < 10, "Orthanc's Web Viewer drew something for the SR"

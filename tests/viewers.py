@@ -38,6 +38,8 @@ CHROMIUM = os.environ.get("ADVSEG_CHROMIUM", "/usr/bin/chromium")
 WEBVIEWER_PLUGIN = os.environ.get("ORTHANC_WEBVIEWER_PLUGIN", "/usr/share/orthanc/plugins/libOrthancWebViewer.so")
 SHOTS_SCRIPT = Path(__file__).with_name("viewer_shots.cjs")
 INSTALL_HINT = "install them with `bash scripts/setup.sh`"
+# OHIF 3.13 shows its onboarding tour ("Scrolling Through Images", 1/11) over a dimmed page until localStorage lists it
+_NO_TOURS = {"shownTours": json.dumps(["basicViewerTour"])}
 
 # the OHIF configuration served as /app-config.js: Orthanc's DICOMweb through this server, no prompts
 _OHIF_CONFIG = {
@@ -155,12 +157,16 @@ def screenshots(jobs: list[dict], work: Path, components: dict[str, str], timeou
     """Open each job's ``url`` in headless Chromium and save a PNG to its ``out``; return the per-job reports.
 
     A job: ``{"url", "out", "wait_for" (CSS selector), "settle_ms", "clip" (CSS selector of the element to shoot,
-    optional), "click" (CSS selector to click first, optional)}``. A report adds ``"error"`` (or None) and
-    ``"console"`` (the page's console errors). The browser gets a fresh profile in ``work`` and its network
-    services are off (no updates, no sync, no QUIC).
+    optional), "click" (CSS selector to click first, optional), "reveal" (CSS selector to click after the
+    screenshot, optional), "reveal_out" (a PNG of the whole page after that click, optional), "texts" (CSS
+    selectors, optional)}``. A report adds ``"error"`` (or None), ``"texts"`` (per selector of ``texts``, the visible
+    text of each element it matches, read from the DOM after ``reveal``) and ``"console"`` (the page's console
+    errors). The browser gets a fresh profile in ``work``, its network services are off (no updates, no sync, no
+    QUIC), and OHIF's onboarding tour counts as shown (it dims the page until dismissed).
     """
     work.mkdir(parents=True, exist_ok=True)
-    spec = {"chromium": components["chromium"], "profile": str(work / "chromium-profile"), "jobs": jobs}
+    spec = {"chromium": components["chromium"], "profile": str(work / "chromium-profile"), "jobs": jobs,
+            "local_storage": _NO_TOURS}
     (work / "jobs.json").write_text(json.dumps(spec, indent=1))
     env = dict(os.environ, NODE_PATH=str(Path(components["playwright"]).parents[1]))
     run = subprocess.run([components["node"], str(SHOTS_SCRIPT), str(work / "jobs.json"), str(work / "report.json")],
