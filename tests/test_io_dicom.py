@@ -172,6 +172,18 @@ def test_dciodvfy_reports_no_error(written, key):
     assert _dciodvfy_errors(written["files"][key]) == []
 
 
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (Debian package dicom3tools) is not installed")
+@pytest.mark.parametrize("key", [k for k in DICOM_KEYS if k.startswith("sr_")])
+def test_sr_reports_give_dciodvfy_no_warning_either(written, key):
+    """None at all; de-identified, only the three that every de-identified object gets (PS3.15 empties Study Date,
+    Time and ID, which a DICOMDIR would index)."""
+    run = subprocess.run(["dciodvfy", str(written["files"][key])], capture_output=True, text=True, timeout=60)
+    found = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith(("Error", "Warning"))]
+    expected = [f"Warning - Missing attribute or value that would be needed to build DICOMDIR - Study {what}"
+                for what in ("Date", "Time", "ID")] if key.endswith("_deid") else []
+    assert found == expected
+
+
 def test_every_expected_object_written_and_nothing_else(written):
     files = {p.name for p in written["out_dir"].rglob("*")}
     assert files == {f"{k}.dcm" for k in DICOM_KEYS}  # no partial files, no path from PatientID "../../x"
