@@ -13,7 +13,7 @@ area. Orthanc's Web Viewer 2.8 has no SEG, SR or presentation-state support (doc
 one SR are opened there to show what it draws instead (a black-and-white mask frame; nothing).
 
 Skipped, naming what is missing, unless every component is installed (``bash scripts/setup.sh`` installs them).
-``ADVSEG_VIEWER_SHOTS=<folder>`` keeps the screenshots there (docs/figures/ holds two of them).
+``ADVSEG_VIEWER_SHOTS=<folder>`` keeps the screenshots there (docs/figures/viewer_*.png are six of them).
 """
 
 from __future__ import annotations
