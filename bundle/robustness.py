@@ -34,7 +34,8 @@ class WorstCase:
         score: ``(B,)`` its score: mean foreground IoU with the reference (untargeted) or the paper IoU with the
             target (targeted).
         clean_score: ``(B,)`` the clean images' score.
-        winner: ``(B,)`` long, index of the attack that produced ``adv``; -1 where none beat the clean image.
+        winner: ``(B,)`` long, index of the attack that produced ``adv`` (at this radius, or at a smaller one that
+            :func:`worst_case` started from); -1 where none beat the clean image.
         passes: ``(B,)`` long, forward/backward passes spent on the sample over all attacks.
         seconds: ``(B,)`` wall time of the attacks the sample took part in.
         attack_scores: ``(A, B)`` each attack's score, NaN where it did not run (the sample was already broken).
@@ -78,7 +79,8 @@ def _takes(attack: Attack, name: str) -> bool:
 
 def worst_case(model: torch.nn.Module, images: torch.Tensor, reference: torch.Tensor,
                attacks: Sequence[tuple[str, Attack]], *, eps: float, targeted: bool = False,
-               stop_score: float | None = None, exit_early: bool = True) -> WorstCase:
+               stop_score: float | None = None, exit_early: bool = True,
+               smaller: WorstCase | None = None) -> WorstCase:
     """Each sample's worst case over ``attacks`` at radius ``eps``.
 
     Every attack is called as ``attack(model, images, reference, eps=eps)`` on the samples still running, with
@@ -96,6 +98,8 @@ def worst_case(model: torch.nn.Module, images: torch.Tensor, reference: torch.Te
         targeted: how scores compare (see :func:`ensemble_score`); the attacks must agree.
         stop_score: the score at which a sample counts as broken; ``None``: never.
         exit_early: skip broken samples in later attacks.
+        smaller: the worst case of the same samples at a radius up to ``eps``: its perturbations lie inside this
+            ball, so each sample starts from it (its score, image and attack); a sample it broke is not attacked.
 
     Returns:
         :class:`WorstCase`.
@@ -111,6 +115,11 @@ def worst_case(model: torch.nn.Module, images: torch.Tensor, reference: torch.Te
     n, device = images.shape[0], images.device
     score, adv = clean.clone(), images.clone()
     winner = torch.full((n,), -1, dtype=torch.long, device=device)
+    if smaller is not None:
+        if smaller.eps > eps or smaller.score.shape != score.shape:
+            raise ValueError(f"Argument smaller should be the worst case of the same {n} samples at a radius up to "
+                             f"{eps}, got radius {smaller.eps} for {smaller.score.shape[0]} samples.")
+        score, adv, pred, winner = (v.clone() for v in (smaller.score, smaller.adv, smaller.pred, smaller.winner))
     attack_scores = torch.full((len(attacks), n), float("nan"), device=device)
     attack_passes = torch.zeros((len(attacks), n), dtype=torch.long, device=device)
     attack_seconds = torch.zeros(len(attacks))
@@ -145,12 +154,20 @@ def worst_case(model: torch.nn.Module, images: torch.Tensor, reference: torch.Te
 def robustness_sweep(model: torch.nn.Module, images: torch.Tensor, reference: torch.Tensor,
                      attacks: Sequence[tuple[str, Attack]], *, eps: Sequence[float], targeted: bool = False,
                      stop_score: float | None = None, exit_early: bool = True) -> list[WorstCase]:
-    """:func:`worst_case` at each radius of ``eps`` (non-negative, in the model's units), in the order given."""
+    """:func:`worst_case` at each radius of ``eps`` (non-negative, in the model's units), returned in the order given.
+
+    The radii run from the smallest up, each starting from the worst case of the one below it (``smaller``): the
+    curve cannot rise with eps, and with ``exit_early`` a sample broken at a radius costs nothing at larger ones.
+    """
     radii = [float(e) for e in eps] if isinstance(eps, (list, tuple)) else None
     if not radii or any(not math.isfinite(e) or e < 0 for e in radii):
         raise ValueError(f"Argument eps should be a non-empty list of non-negative floats, got {eps!r}.")
-    return [worst_case(model, images, reference, attacks, eps=e, targeted=targeted, stop_score=stop_score,
-                       exit_early=exit_early) for e in radii]
+    done: dict[float, WorstCase] = {}
+    smaller = None
+    for e in sorted(set(radii)):
+        smaller = done[e] = worst_case(model, images, reference, attacks, eps=e, targeted=targeted,
+                                       stop_score=stop_score, exit_early=exit_early, smaller=smaller)
+    return [done[e] for e in radii]
 
 
 def imperceptibility(images: torch.Tensor, adv: torch.Tensor, bounds: Sequence[float]) -> dict[str, torch.Tensor]:

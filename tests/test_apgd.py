@@ -274,6 +274,25 @@ def test_sweep_without_early_exit_runs_every_attack_on_every_sample():
         worst_case(net, images, truth, [], eps=0.1)
 
 
+def test_sweep_starts_each_radius_from_the_smaller_ones_worst_case():
+    """A perturbation inside a small ball lies inside every larger one: a sample broken at 0.3 is not attacked at
+    0.4 (0 passes, same image), and no sample's worst case gets better as eps grows, whatever order eps is given in."""
+    net, images, truth = clean_case(4)
+    strong = functools.partial(apgd, steps=10, bounds=(0.0, 1.0), loss="masked_ce", targeted=False)
+    small, large = robustness_sweep(net, images, truth, {"apgd": strong}, eps=[0.3, 0.4], stop_score=0.2)
+    broken = small.score <= 0.2
+    assert broken.any() and (small.passes[broken] > 0).all()
+    assert (large.passes[broken] == 0).all() and torch.isnan(large.attack_scores[0, broken]).all()
+    torch.testing.assert_close(large.adv[broken], small.adv[broken])
+    assert torch.equal(large.winner[broken], small.winner[broken])
+    weak = functools.partial(apgd, steps=2, bounds=(0.0, 1.0), loss="masked_ce", targeted=False)
+    results = robustness_sweep(net, images, truth, {"apgd": weak}, eps=[0.2, 0.05, 0.1], exit_early=False)
+    assert [r.eps for r in results] == [0.2, 0.05, 0.1]
+    assert (results[2].score <= results[1].score).all() and (results[0].score <= results[2].score).all()
+    with pytest.raises(ValueError, match="Argument smaller should be the worst case of the same 4 samples at a radius"):
+        worst_case(net, images, truth, {"apgd": weak}, eps=0.05, smaller=results[0])
+
+
 def test_robustness_recipe_writes_rows_per_case_and_eps_a_report_and_resumes(bundle_root, tiny_datasets, tmp_path):
     from monai.bundle import ConfigWorkflow
 
