@@ -6,6 +6,8 @@ returned as ``(B, C)`` and scalar metrics as ``(B,)`` float tensors.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -48,19 +50,27 @@ def class_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> tor
     return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total)).float()
 
 
-def mean_iou(pred: torch.Tensor, label: torch.Tensor, num_classes: int, include_background: bool = False) -> torch.Tensor:
-    """Mean of the per-class IoU over the (foreground) classes, ``(B,)``, as in Bortsova et al.'s tables."""
+def mean_iou(pred: torch.Tensor, label: torch.Tensor, num_classes: int, include_background: bool = False,
+             classes: Sequence[int] | None = None) -> torch.Tensor:
+    """Mean of the per-class IoU over the (foreground) classes, ``(B,)``, as in Bortsova et al.'s tables; over
+    ``classes`` alone when given."""
     iou = class_iou(pred, label, num_classes)
+    if classes is not None:
+        return iou[:, list(classes)].mean(1)
     return (iou if include_background else iou[:, 1:]).mean(1)
 
 
-def paper_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def paper_iou(pred: torch.Tensor, target: torch.Tensor, classes: Sequence[int] | None = None) -> torch.Tensor:
     """IoU as defined by Ozbulak et al.: agreeing pixels over the union of non-background pixels, ``(B,)``.
 
     A pixel counts in the union when the prediction or the target marks it as foreground, and in the
-    intersection when, in addition, both give it the same class. Two all-background maps score 1.
+    intersection when, in addition, both give it the same class. Two all-background maps score 1. With
+    ``classes`` only those classes count as foreground (with one class: that class's IoU).
     """
     p, t = _index_map(pred), _index_map(target)
+    if classes is not None:
+        kept = torch.as_tensor(list(classes), device=p.device)
+        p, t = (torch.where(torch.isin(m, kept), m, torch.zeros_like(m)) for m in (p, t))
     union = (p != 0) | (t != 0)
     inter = union & (p == t)
     n_union = union.sum(1)

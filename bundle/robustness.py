@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bundle.attacks._utils import AttackResult, index_map, model_guard
+from bundle.attacks._utils import AttackResult, check_score_classes, index_map, model_guard
 from bundle.metrics import mean_iou, paper_iou
 
 __all__ = ["WorstCase", "worst_case", "robustness_sweep", "ensemble_score", "imperceptibility", "ensemble_settings"]
@@ -56,9 +56,13 @@ class WorstCase:
     attack_seconds: torch.Tensor
 
 
-def ensemble_score(pred: torch.Tensor, reference: torch.Tensor, num_classes: int, targeted: bool) -> torch.Tensor:
-    """The ensemble's per-sample score ``(B,)``: paper IoU with the target, or mean foreground IoU with the reference."""
-    return paper_iou(pred, reference) if targeted else mean_iou(pred, reference, num_classes)
+def ensemble_score(pred: torch.Tensor, reference: torch.Tensor, num_classes: int, targeted: bool,
+                   classes: Sequence[int] | None = None) -> torch.Tensor:
+    """The ensemble's per-sample score ``(B,)``: paper IoU with the target, or mean foreground IoU with the reference;
+    over the foreground ``classes`` alone when given (``[3]``: the heart's IoU)."""
+    if targeted:
+        return paper_iou(pred, reference, classes)
+    return mean_iou(pred, reference, num_classes, classes=classes)
 
 
 def _check_attacks(attacks: Sequence[tuple[str, Attack]]) -> list[tuple[str, Attack]]:
@@ -79,13 +83,13 @@ def _takes(attack: Attack, name: str) -> bool:
 
 def worst_case(model: torch.nn.Module, images: torch.Tensor, reference: torch.Tensor,
                attacks: Sequence[tuple[str, Attack]], *, eps: float, targeted: bool = False,
-               stop_score: float | None = None, exit_early: bool = True,
+               stop_score: float | None = None, exit_early: bool = True, score_classes: Sequence[int] | None = None,
                smaller: WorstCase | None = None) -> WorstCase:
     """Each sample's worst case over ``attacks`` at radius ``eps``.
 
     Every attack is called as ``attack(model, images, reference, eps=eps)`` on the samples still running, with
-    ``stop_score=stop_score`` when it takes that argument (:func:`bundle.attacks.apgd`), so it drops a sample
-    as soon as the sample is broken. A sample is broken when its worst score is at or below ``stop_score``
+    ``stop_score=stop_score`` and ``score_classes=score_classes`` when it takes those arguments
+    (:func:`bundle.attacks.apgd`), so it drops a sample as soon as the sample is broken. A sample is broken when its worst score is at or below ``stop_score``
     (untargeted) or at or above it (targeted); with ``exit_early`` (the default) later attacks skip broken samples.
 
     Args:
@@ -98,6 +102,7 @@ def worst_case(model: torch.nn.Module, images: torch.Tensor, reference: torch.Te
         targeted: how scores compare (see :func:`ensemble_score`); the attacks must agree.
         stop_score: the score at which a sample counts as broken; ``None``: never.
         exit_early: skip broken samples in later attacks.
+        score_classes: the foreground classes the score covers (:func:`ensemble_score`); ``None``: all.
         smaller: the worst case of the same samples at a radius up to ``eps``: its perturbations lie inside this
             ball, so each sample starts from it (its score, image and attack); a sample it broke is not attacked.
 
@@ -111,7 +116,8 @@ def worst_case(model: torch.nn.Module, images: torch.Tensor, reference: torch.Te
         logits = model(images)
     num_classes = logits.shape[1]
     pred = logits.argmax(1, keepdim=True)
-    clean = ensemble_score(pred, ref, num_classes, targeted)
+    score_classes = check_score_classes(score_classes, num_classes)
+    clean = ensemble_score(pred, ref, num_classes, targeted, score_classes)
     n, device = images.shape[0], images.device
     score, adv = clean.clone(), images.clone()
     winner = torch.full((n,), -1, dtype=torch.long, device=device)
@@ -132,13 +138,15 @@ def worst_case(model: torch.nn.Module, images: torch.Tensor, reference: torch.Te
         if running.numel() == 0:
             continue
         extra = {"stop_score": stop_score} if stop_score is not None and _takes(attack, "stop_score") else {}
+        if score_classes is not None and _takes(attack, "score_classes"):
+            extra["score_classes"] = score_classes
         start = time.perf_counter()
         res = attack(model, images[running], ref[running], eps=eps, **extra)
         if images.is_cuda:
             torch.cuda.synchronize(device)
         attack_seconds[a] = time.perf_counter() - start
         seconds[running.cpu()] += attack_seconds[a]
-        s = ensemble_score(res.pred, ref[running], num_classes, targeted)
+        s = ensemble_score(res.pred, ref[running], num_classes, targeted, score_classes)
         attack_scores[a, running] = s
         attack_passes[a, running] = res.steps.to(device)
         better = s > score[running] if targeted else s < score[running]
@@ -153,7 +161,8 @@ def worst_case(model: torch.nn.Module, images: torch.Tensor, reference: torch.Te
 
 def robustness_sweep(model: torch.nn.Module, images: torch.Tensor, reference: torch.Tensor,
                      attacks: Sequence[tuple[str, Attack]], *, eps: Sequence[float], targeted: bool = False,
-                     stop_score: float | None = None, exit_early: bool = True) -> list[WorstCase]:
+                     stop_score: float | None = None, exit_early: bool = True,
+                     score_classes: Sequence[int] | None = None) -> list[WorstCase]:
     """:func:`worst_case` at each radius of ``eps`` (non-negative, in the model's units), returned in the order given.
 
     The radii run from the smallest up, each starting from the worst case of the one below it (``smaller``): the
@@ -166,7 +175,8 @@ def robustness_sweep(model: torch.nn.Module, images: torch.Tensor, reference: to
     smaller = None
     for e in sorted(set(radii)):
         smaller = done[e] = worst_case(model, images, reference, attacks, eps=e, targeted=targeted,
-                                       stop_score=stop_score, exit_early=exit_early, smaller=smaller)
+                                       stop_score=stop_score, exit_early=exit_early, score_classes=score_classes,
+                                       smaller=smaller)
     return [done[e] for e in radii]
 
 
@@ -184,11 +194,12 @@ def imperceptibility(images: torch.Tensor, adv: torch.Tensor, bounds: Sequence[f
 
 
 def ensemble_settings(attacks: Sequence[tuple[str, Attack]], eps: Sequence[float], targeted: bool,
-                      stop_score: float | None, exit_early: bool) -> dict:
+                      stop_score: float | None, exit_early: bool, score_classes: Sequence[int] | None = None) -> dict:
     """What decides an ensemble run's results, as its ``settings.json`` records them."""
     members = {}
     for name, attack in _check_attacks(attacks):
         func = getattr(attack, "func", attack)
         members[name] = {"function": f"{func.__module__}.{func.__qualname__}", **getattr(attack, "keywords", {})}
     return {"attacks": members, "eps": [float(e) for e in eps], "targeted": bool(targeted),
-            "stop_score": stop_score, "exit_early": bool(exit_early)}
+            "stop_score": stop_score, "exit_early": bool(exit_early),
+            "score_classes": None if score_classes is None else [int(c) for c in score_classes]}

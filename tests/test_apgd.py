@@ -274,6 +274,25 @@ def test_sweep_without_early_exit_runs_every_attack_on_every_sample():
         worst_case(net, images, truth, [], eps=0.1)
 
 
+def test_score_classes_make_the_score_and_the_early_exit_about_those_classes():
+    """Targeted with score_classes [1]: the score is class 1's IoU with the target, the ensemble's too, and a
+    sample stops once that alone reaches stop_score."""
+    net = linear_segmenter(3)
+    images, target = make_case(3, 4)
+    run = functools.partial(apgd, steps=12, bounds=(0.0, 1.0), loss="masked_ce", targeted=True)
+    res = run(net, images, target, eps=0.3, score_classes=[1])
+    torch.testing.assert_close(res.score, paper_iou(res.pred, target, classes=[1]))
+    early = run(net, images, target, eps=0.3, score_classes=[1], stop_score=0.5)
+    done = early.score >= 0.5
+    assert done.any() and (early.steps[done] < 12).all()
+    ens = worst_case(net, images, target, {"apgd": run}, eps=0.3, targeted=True, stop_score=0.5, score_classes=[1])
+    torch.testing.assert_close(ens.score, paper_iou(ens.pred, target, classes=[1]))
+    torch.testing.assert_close(ens.clean_score, paper_iou(net(images).argmax(1, keepdim=True), target, classes=[1]))
+    for bad in ([0], [3], [], "1"):
+        with pytest.raises(ValueError, match=r"Argument score_classes should list foreground class indices in 1..2"):
+            run(net, images, target, eps=0.3, score_classes=bad)
+
+
 def test_sweep_starts_each_radius_from_the_smaller_ones_worst_case():
     """A perturbation inside a small ball lies inside every larger one: a sample broken at 0.3 is not attacked at
     0.4 (0 passes, same image), and no sample's worst case gets better as eps grows, whatever order eps is given in."""

@@ -24,6 +24,13 @@ def test_paper_iou_counts_only_foreground_union():
     torch.testing.assert_close(pixel_accuracy(PRED, GT), torch.tensor([0.75]))
 
 
+def test_scores_over_chosen_classes_alone():
+    # class 2 alone: predicted at 2 pixels, true at 1 of them -> 1 / 2; class 1 alone: 1
+    torch.testing.assert_close(paper_iou(PRED, GT, classes=[2]), torch.tensor([0.5]))
+    torch.testing.assert_close(paper_iou(PRED, GT, classes=[1]), torch.tensor([1.0]))
+    torch.testing.assert_close(mean_iou(PRED, GT, 3, classes=[2]), torch.tensor([0.5]))
+
+
 def test_absent_class_scores_one_and_batch_is_per_sample():
     batch = torch.cat([PRED, GT])
     iou = class_iou(batch, torch.cat([GT, GT]), 4)

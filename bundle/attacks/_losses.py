@@ -110,8 +110,10 @@ def apgd_loss(logits: torch.Tensor, target: torch.Tensor, pred: torch.Tensor, lo
     return (per_pixel * weight).sum(1) / covered.sum(1).clamp_min(1.0)
 
 
-def fast_mean_iou(pred: torch.Tensor, reference: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """:func:`bundle.metrics.mean_iou` of ``(B, H, W)`` maps from one confusion count, ``(B,)`` float.
+def fast_mean_iou(pred: torch.Tensor, reference: torch.Tensor, num_classes: int,
+                  classes: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`bundle.metrics.mean_iou` of ``(B, H, W)`` maps from one confusion count, ``(B,)`` float; over the
+    long tensor ``classes`` alone when given.
 
     One ``bincount`` over the batch instead of a ``(B, K, H*W)`` comparison, since APGD needs it every step.
     """
@@ -123,5 +125,7 @@ def fast_mean_iou(pred: torch.Tensor, reference: torch.Tensor, num_classes: int)
     inter = confusion.diagonal(dim1=1, dim2=2)
     union = confusion.sum(1) + confusion.sum(2) - inter
     iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+    if classes is not None:
+        return iou.index_select(1, classes).mean(1).float()
     return iou[:, 1:].mean(1).float() if k > 1 else iou[:, 0].float()
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from bundle._choices import check_choice as _check_choice
 
 __all__ = ["AttackResult", "Progress", "Loss", "model_guard", "index_map", "predicted_classes", "check_bounds",
-           "check_non_negative", "check_choice", "check_steps", "check_classes", "check_target_classes", "still_running", "store_rows",
+           "check_non_negative", "check_choice", "check_steps", "check_classes", "check_score_classes", "check_target_classes", "still_running", "store_rows",
            "check_region", "class_onehot", "segmentation_loss", "loss_scale"]
 
 
@@ -156,6 +156,17 @@ def check_choice(value: object, choices: type[Enum], name: str) -> Enum:
     """``value`` as a member of the string Enum ``choices``, or a ``ValueError`` naming the argument, the valid
     names and the closest one."""
     return choices(_check_choice(value, [c.value for c in choices], f"Argument {name}"))
+
+
+def check_score_classes(classes: Sequence[int] | None, num_classes: int) -> list[int] | None:
+    """The foreground classes a score covers, checked against the logits; ``None``: every one."""
+    if classes is None:
+        return None
+    chosen = list(classes) if isinstance(classes, (list, tuple)) else []
+    if (not chosen or any(isinstance(c, bool) or not isinstance(c, int) or not 1 <= c < num_classes for c in chosen)):
+        raise ValueError(f"Argument score_classes should list foreground class indices in 1..{num_classes - 1}, "
+                         f"got {classes!r}.")
+    return chosen
 
 
 def check_classes(classes: Sequence[int] | None, num_classes: int, loss: str | Loss, targeted: bool = True) -> list[int]:

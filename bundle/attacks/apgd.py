@@ -9,7 +9,7 @@ import torch
 
 from bundle.attacks._losses import ApgdLoss, Weighting, PIXEL_LOSSES, apgd_loss, fast_mean_iou
 from bundle.attacks._utils import (AttackResult, Progress, check_bounds, check_choice, check_classes,
-                                   check_non_negative, check_steps, check_target_classes, class_onehot, index_map,
+                                   check_non_negative, check_score_classes, check_steps, check_target_classes, class_onehot, index_map,
                                    loss_scale, model_guard, predicted_classes, still_running, store_rows)
 from bundle.metrics import paper_iou
 
@@ -30,8 +30,8 @@ def checkpoints(steps: int) -> list[int]:
 def apgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, eps: float, steps: int = 100,
          bounds: Sequence[float], loss: str = "masked_ce", targeted: bool = True, classes: Sequence[int] | None = None,
          weighting: str = "none", rho: float = 0.75, momentum: float = 0.75, radius_reduction: bool = False,
-         stop_score: float | None = None, random_start: bool = False, generator: torch.Generator | None = None,
-         progress: Progress | None = None) -> AttackResult:
+         stop_score: float | None = None, score_classes: Sequence[int] | None = None, random_start: bool = False,
+         generator: torch.Generator | None = None, progress: Progress | None = None) -> AttackResult:
     """Auto-PGD in the L-infinity ball for segmentation, targeted or untargeted; one forward and one backward pass
     per step (``steps`` passes, then one forward pass of the last point), each sample on its own.
 
@@ -47,8 +47,9 @@ def apgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
     and 40 % of the steps), each a new schedule started from the last stage's point projected onto its ball.
 
     Each sample returns its best iterate inside the ``eps`` ball by ``score``: the lowest mean foreground IoU with
-    ``target`` (untargeted; :func:`bundle.metrics.mean_iou`) or the highest paper IoU with it (targeted), and
-    stops once the score reaches ``stop_score`` (at or below when untargeted, at or above when targeted).
+    ``target`` (untargeted; :func:`bundle.metrics.mean_iou`) or the highest paper IoU with it (targeted), over
+    ``score_classes`` alone when given, and stops once the score reaches ``stop_score`` (at or below when
+    untargeted, at or above when targeted).
 
     Args:
         model: segmentation network ``(B, C, H, W) -> (B, K, H, W)`` logits; put in eval mode during the attack.
@@ -67,6 +68,7 @@ def apgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
         momentum: APGD's ``alpha`` in ``(0, 1]`` (1: no momentum).
         radius_reduction: SEA's progressive radius reduction.
         stop_score: per-sample early exit (see above); ``None`` runs all steps.
+        score_classes: the foreground classes the score covers, e.g. ``[3]`` (the heart); ``None``: all.
         random_start: start from a uniform random point of the ball (of the first stage).
         generator: random generator for ``random_start``.
         progress: ``progress(step, active, score)`` after each forward pass (see :data:`Progress`).
@@ -127,7 +129,9 @@ def apgd(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor, *, 
                                check_classes(classes, num_classes, "ce" if pixel else loss.value, targeted))
                     loss_classes = torch.tensor(covered, device=device)
                     onehot = class_onehot(t, loss_classes)
-                score = paper_iou(pred, t) if targeted else fast_mean_iou(pred, t, num_classes)
+                    scored = check_score_classes(score_classes, num_classes)
+                    scored_index = None if scored is None else torch.tensor(scored, device=device)
+                score = (paper_iou(pred, t, scored) if targeted else fast_mean_iou(pred, t, num_classes, scored_index))
                 if progress is not None:
                     progress(step, active, score)
                 if last or step == 0:  # only points inside the eps ball count (the first one is)

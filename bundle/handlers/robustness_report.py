@@ -37,7 +37,8 @@ class RobustnessWriter:
 
     Columns of ``metrics.csv``: ``case, task, reference, eps, winner`` (the attack that produced the worst case,
     ``clean`` if none beat the clean image), ``passes, seconds, clean_score, worst_score`` (mean foreground IoU with
-    the reference, or the paper IoU with the target when targeted), ``score_<attack>`` and ``passes_<attack>`` (NaN
+    the reference, or the paper IoU with the target when targeted; over ``score_classes`` alone when given),
+    ``score_<attack>`` and ``passes_<attack>`` (NaN
     and 0 where a sample was broken before the attack), ``l2, linf, psnr, ssim`` of the worst case's perturbation,
     then per class ``clean_iou_<class>``, ``worst_iou_<class>`` (with the reference or target) and ``size_<class>``
     (its share of the reference's pixels).
@@ -50,6 +51,7 @@ class RobustnessWriter:
         targeted: attack a target instead of the reference.
         stop_score: a sample counts as broken at this score (see :func:`bundle.robustness.worst_case`).
         exit_early: later attacks skip broken samples.
+        score_classes: the foreground classes the score covers, e.g. ``[3]`` for a heart-symbol run; ``None``: all.
         make_target, target_key: the target of a targeted run.
         settings: written to ``settings.json`` (a rerun with others into the same folder is refused).
         progress: show a progress bar over the cases.
@@ -57,7 +59,7 @@ class RobustnessWriter:
 
     def __init__(self, attacks: Mapping[str, Callable], eps: Sequence[float], output_dir: str | Path, task: str,
                  class_names: Sequence[str], bounds: Sequence[float], targeted: bool = False,
-                 stop_score: float | None = None, exit_early: bool = True,
+                 stop_score: float | None = None, exit_early: bool = True, score_classes: Sequence[int] | None = None,
                  make_target: Callable[[torch.Tensor], torch.Tensor] | None = None, target_key: str | None = None,
                  settings: dict | None = None, total_cases: int | None = None, progress: bool = True) -> None:
         if not isinstance(attacks, Mapping) or not attacks or not all(callable(a) for a in attacks.values()):
@@ -68,6 +70,7 @@ class RobustnessWriter:
         self.output_dir, self.task = Path(output_dir), task
         self.class_names, self.bounds = list(class_names), (float(bounds[0]), float(bounds[1]))
         self.targeted, self.stop_score, self.exit_early = bool(targeted), stop_score, exit_early
+        self.score_classes = None if score_classes is None else list(score_classes)
         self.make_target, self.target_key = make_target, target_key
         self.settings = None if settings is None else json.loads(json.dumps(settings, default=str))
         self.total_cases, self.progress = total_cases, progress
@@ -104,7 +107,8 @@ class RobustnessWriter:
         else:
             goal = label
         results = robustness_sweep(network, images, goal, self.attacks, eps=self.eps, targeted=self.targeted,
-                                   stop_score=self.stop_score, exit_early=self.exit_early)
+                                   stop_score=self.stop_score, exit_early=self.exit_early,
+                                   score_classes=self.score_classes)
         sizes = torch.stack([(goal == c).flatten(1).float().mean(1) for c in range(n)], 1).cpu()
         clean_iou = class_iou(clean_pred, goal, n).cpu()
         names = list(self.attacks)
@@ -142,7 +146,7 @@ class RobustnessWriter:
             raise RuntimeError(f"No case was attacked and {self.output_dir / METRICS_FILE} has no row; "
                                f"check dataset_dir, input_files and num_cases.")
         text, summary = robustness_report(rows, self.class_names, list(self.attacks), self.task, self.targeted,
-                                          self.output_dir)
+                                          self.output_dir, self.score_classes)
         write_csv(self.output_dir / "summary.csv", summary)
         with atomic_path(self.output_dir / "report.md") as tmp:
             tmp.write_text(text)
@@ -162,10 +166,12 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def robustness_report(rows: Sequence[dict], class_names: Sequence[str], attacks: Sequence[str], task: str,
-                      targeted: bool, folder: Path) -> tuple[str, list[dict]]:
+                      targeted: bool, folder: Path, score_classes: Sequence[int] | None = None) -> tuple[str, list[dict]]:
     """The Markdown report of ``metrics.csv``'s rows and the per-eps ``summary.csv`` rows; draws the figures
     into ``folder``."""
     score = "target IoU" if targeted else "mean IoU with the reference"
+    if score_classes is not None:
+        score += " (" + ", ".join(class_names[c] for c in score_classes) + ")"
     radii = sorted({float(r["eps"]) for r in rows})
     by_eps = {e: [r for r in rows if float(r["eps"]) == e] for e in radii}
     cases = len({r["case"] for r in rows})
