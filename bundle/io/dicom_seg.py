@@ -129,6 +129,44 @@ def _check_label_map(label_map: object, rows: int, cols: int, num_classes: int) 
     return arr.astype(np.uint8 if num_classes <= 256 else np.uint16)  # a copy: the caller's stays untouched
 
 
+def _check_label_writer(class_names: Sequence[str], algorithm_name: str, algorithm_version: str,
+                        series_description: str, series_instance_uid: str | None, sop_instance_uid: str | None,
+                        series_number: int) -> list[str]:
+    """The arguments every writer of a label map (SEG, SR) takes, checked; returns ``class_names`` as a list."""
+    names = list(class_names) if not isinstance(class_names, str) else None
+    if not names or len(names) < 2 or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"Argument class_names should list at least two non-empty names, background first, "
+                         f"got {class_names!r}.")
+    _dicom.check_text("algorithm_name", algorithm_name, 64)
+    _dicom.check_text("algorithm_version", algorithm_version, 64)
+    _dicom.check_text("series_description", series_description, 64)
+    _dicom.check_uid("series_instance_uid", series_instance_uid, optional=True)
+    _dicom.check_uid("sop_instance_uid", sop_instance_uid, optional=True)
+    _dicom.check_series_number(series_number)
+    return names
+
+
+def _read_labelled_source(source_path: str | os.PathLike, label_map: object, num_classes: int,
+                          uid_map: Callable[[str], str] | None) -> tuple[Dataset, np.ndarray, dict]:
+    """The source dataset (de-identified with ``uid_map`` when given), the checked label map at its size, and its
+    person names as :func:`bundle.io._dicom.restore_names` takes them."""
+    source = _dicom.read_dataset(source_path)
+    labels = _check_label_map(label_map, int(source.Rows), int(source.Columns), num_classes)
+    if uid_map is not None:
+        _deidentify(source, uid_map)
+    return source, labels, _dicom.single_valued_names(source)
+
+
+def _finish_derived(dataset: Dataset, source: Dataset, person_names: dict, uid_map: Callable[[str], str] | None,
+                    out_path: str | os.PathLike, **save) -> Path:
+    """Series Date / Time of writing, the source's person names, its de-identification marks; saved atomically."""
+    _dicom.set_series_date_time(dataset, _dicom.now())
+    _dicom.restore_names(dataset, person_names)
+    if uid_map is not None:
+        copy_deidentification_marks(source, dataset)
+    return _dicom.save_dataset(dataset, out_path, **save)
+
+
 def write_seg(
     source_path: str | os.PathLike,
     label_map: object,
@@ -176,27 +214,14 @@ def write_seg(
     Returns:
         ``out_path`` as a :class:`~pathlib.Path`.
     """
-    names = list(class_names) if not isinstance(class_names, str) else None
-    if not names or len(names) < 2 or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"Argument class_names should list at least two non-empty names, background first, "
-                         f"got {class_names!r}.")
-    _dicom.check_text("algorithm_name", algorithm_name, 64)
-    _dicom.check_text("algorithm_version", algorithm_version, 64)
-    _dicom.check_text("series_description", series_description, 64)
+    names = _check_label_writer(class_names, algorithm_name, algorithm_version, series_description,
+                                series_instance_uid, sop_instance_uid, series_number)
     content_description = _dicom.check_text("content_description", content_description or series_description, 64)
     if not isinstance(content_label, str) or not re.fullmatch(r"[A-Z0-9_ ]{1,16}", content_label):
         raise ValueError(f"Argument content_label should be 1-16 characters of A-Z, 0-9, '_' or space, "
                          f"got {content_label!r}.")
-    _dicom.check_uid("series_instance_uid", series_instance_uid, optional=True)
-    _dicom.check_uid("sop_instance_uid", sop_instance_uid, optional=True)
-    _dicom.check_series_number(series_number)
     uid_map = resolve_uid_map(deidentify)
-
-    source = _dicom.read_dataset(source_path)
-    labels = _check_label_map(label_map, int(source.Rows), int(source.Columns), len(names))
-    if uid_map is not None:
-        _deidentify(source, uid_map)
-    person_names = _dicom.single_valued_names(source)
+    source, labels, person_names = _read_labelled_source(source_path, label_map, len(names), uid_map)
 
     algorithm = hd.AlgorithmIdentificationSequence(name=algorithm_name, family=codes.cid7162.ArtificialIntelligence,
                                                    version=algorithm_version)
@@ -224,8 +249,4 @@ def write_seg(
             item.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [mod]
     if "FrameOfReferenceUID" not in seg:
         _place_on_projection(seg, source)
-    _dicom.set_series_date_time(seg, _dicom.now())
-    _dicom.restore_names(seg, person_names)
-    if uid_map is not None:
-        copy_deidentification_marks(source, seg)
-    return _dicom.save_dataset(seg, out_path, keep_transfer_syntax=True)
+    return _finish_derived(seg, source, person_names, uid_map, out_path, keep_transfer_syntax=True)

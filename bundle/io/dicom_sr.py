@@ -30,9 +30,8 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from bundle.io import _dicom
-from bundle.io.deidentify import copy_deidentification_marks, resolve_uid_map
-from bundle.io.deidentify import deidentify as _deidentify
-from bundle.io.dicom_seg import _check_label_map, segment_codes
+from bundle.io.deidentify import resolve_uid_map
+from bundle.io.dicom_seg import _check_label_writer, _finish_derived, _read_labelled_source, segment_codes
 from bundle.transforms import pixel_spacing
 
 __all__ = ["write_contour_sr", "label_outlines", "SR_SERIES_NUMBER"]
@@ -189,28 +188,16 @@ def write_contour_sr(
     Returns:
         ``out_path`` as a :class:`~pathlib.Path`.
     """
-    names = list(class_names) if not isinstance(class_names, str) else None
-    if not names or len(names) < 2 or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"Argument class_names should list at least two non-empty names, background first, "
-                         f"got {class_names!r}.")
-    _dicom.check_text("algorithm_name", algorithm_name, 64)
-    _dicom.check_text("algorithm_version", algorithm_version, 64)
-    _dicom.check_text("series_description", series_description, 64)
-    _dicom.check_uid("series_instance_uid", series_instance_uid, optional=True)
-    _dicom.check_uid("sop_instance_uid", sop_instance_uid, optional=True)
-    _dicom.check_series_number(series_number)
+    names = _check_label_writer(class_names, algorithm_name, algorithm_version, series_description,
+                                series_instance_uid, sop_instance_uid, series_number)
     if isinstance(min_fraction, bool) or not isinstance(min_fraction, (int, float)) or not 0 <= min_fraction < 1:
         raise ValueError(f"Argument min_fraction should be a float in [0, 1), got {min_fraction!r}.")
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
         raise ValueError(f"Argument tolerance should be a non-negative float, got {tolerance!r}.")
     uid_map = resolve_uid_map(deidentify)
 
-    source = _dicom.read_dataset(source_path)
-    rows, cols = int(source.Rows), int(source.Columns)
-    labels = _check_label_map(label_map, rows, cols, len(names))
-    if uid_map is not None:
-        _deidentify(source, uid_map)
-    person_names = _dicom.single_valued_names(source)
+    source, labels, person_names = _read_labelled_source(source_path, label_map, len(names), uid_map)
+    rows, cols = labels.shape
     spacing = [float(v) for v in pixel_spacing(source)]
     min_pixels = max(1, int(min_fraction * rows * cols))
 
@@ -248,9 +235,5 @@ def write_contour_sr(
         series_number=series_number, sop_instance_uid=sop_instance_uid or generate_uid(), instance_number=1,
         manufacturer=_dicom.MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
         series_description=series_description)
-    _dicom.set_series_date_time(sr, _dicom.now())
-    _dicom.restore_names(sr, person_names)
-    if uid_map is not None:
-        copy_deidentification_marks(source, sr)
-    return _dicom.save_dataset(sr, out_path)
+    return _finish_derived(sr, source, person_names, uid_map, out_path)
 
