@@ -595,3 +595,23 @@ def test_lossy_transfer_syntax_is_refused(sources, tmp_path):
         bio.write_derived_dicom(sources["MONOCHROME2"], stored, tmp_path / "adv.dcm", derivation_description="t",
                                 series_instance_uid=generate_uid(), transfer_syntax=JPEGBaseline8Bit)
     assert not (tmp_path / "adv.dcm").exists()
+
+
+def test_sr_of_a_real_cr_without_imager_pixel_spacing(tmp_path):
+    """pydicom-data's chest CR has a Pixel Spacing of 0\\0 and no Imager Pixel Spacing: the SR is written (the
+    optional TID 1600 image library, which highdicom builds from Imager Pixel Spacing for a CR, is left out) and
+    reads back with its outline."""
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("RG1_UNCR.dcm")
+    ds = pydicom.dcmread(source, stop_before_pixels=True)
+    assert "ImagerPixelSpacing" not in ds
+    labels = np.zeros((ds.Rows, ds.Columns), dtype=np.uint8)
+    labels[400:900, 300:800] = CXR_CLASSES.index("heart")
+    out = bio.write_contour_sr(source, labels, tmp_path / "sr.dcm", class_names=CXR_CLASSES,
+                               algorithm_name="test", algorithm_version="1", series_description="test SR")
+    report = hd.sr.srread(out)
+    groups = report.content.get_planar_roi_measurement_groups()
+    assert len(groups) == 1
+    outline = groups[0].roi.value
+    assert outline.min(0).tolist() == [300.0, 400.0] and outline.max(0).tolist() == [800.0, 900.0]

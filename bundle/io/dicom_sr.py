@@ -165,7 +165,8 @@ def write_contour_sr(
 ) -> Path:
     """Write the outlines of a label map as a DICOM Comprehensive SR (TID 1500) of ``source_path``, atomically.
 
-    One TID 1410 measurement group per outline (module docstring), each referencing the source image; the report
+    One TID 1410 measurement group per outline (module docstring), each referencing the source image (no TID 1600
+    image library: optional, and highdicom builds one for a CR only from Imager Pixel Spacing); the report
     joins the source's study and patient, names the algorithm (observer device, algorithm identification), and its
     Series Date / Time are the time of writing. OHIF 3.13 draws the outlines over the image with a text box of the
     finding site and the area (docs/export.md, "Viewers"). The source file and ``label_map`` are only read.
@@ -228,8 +229,7 @@ def write_contour_sr(
             name=algorithm_name[:64], manufacturer_name=_dicom.MANUFACTURER, model_name=algorithm_name[:64]))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=groups or None,
-        referenced_images=[source])
+        procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=groups or None)
     sr = hd.sr.ComprehensiveSR(
         evidence=[source], content=report[0], series_instance_uid=series_instance_uid or generate_uid(),
         series_number=series_number, sop_instance_uid=sop_instance_uid or generate_uid(), instance_number=1,
