@@ -1,7 +1,7 @@
-"""Procedural colour fundus photographs with optic disc and cup labels (renderer version 3).
+"""Procedural colour fundus photographs with optic disc and cup labels (renderer version 2).
 
-Two framings, drawn half of the time each: a disc-centred crop (RIM-ONE style, the disc 17-50 % of the
-width, half of the crops 33-50 %) and a whole macula-centred field (REFUGE style: circular field of view, the disc 8-16 % of the
+Two framings, drawn half of the time each: a disc-centred crop (RIM-ONE style, the disc 17-45 % of the
+width) and a whole macula-centred field (REFUGE style: circular field of view, the disc 8-16 % of the
 field's width, nasal of the fovea). Both are views of the same kind of eye: a field of view, a fovea, a disc
 about 2.5 disc diameters nasal of it, left and right eyes. Everything that is not the label is randomised so
 that a network cannot key on the renderer's style: fundus colour (light orange-red to dark brown),
@@ -9,19 +9,6 @@ choroidal tessellation, illumination, vignetting, disc colour and contrast (fain
 yellow-white), peripapillary atrophy (pale or pigmented), vessel contrast and width, bright distractors the
 size of a disc (reflections, flare, exudate-like patches), blur, sharpening, gamma, colour balance, noise,
 JPEG compression and the camera's field mask (circle, cut-off top and bottom, notches).
-
-Version 3 (after version 2's models segmented only the pale temporal part of a real disc) draws the disc as
-real discs look rather than as "the pale spot where the vessels meet":
-
-- the rim's pallor varies by sector: palest temporally, least pale nasally, where it ranges from a pale
-  pink down to the colour of the surrounding fundus itself (pink-orange, as dark as its surroundings); the
-  nasal margin is often blurred, the temporal one sharp;
-- the cup sits temporally and slightly superiorly in the disc (ISNT rule: the inferior rim the widest, the
-  temporal the narrowest);
-- the central vessel trunks emerge on the cup's nasal side, are thickest on the disc and cross its nasal,
-  superior and inferior margins, so dark vessels hide much of the margin; some branch on the disc;
-- exposure ranges further into saturation (a burnt-out disc and a clipped red channel are common);
-- peripapillary atrophy is more often a pale temporal crescent.
 
 The label is written from the disc and cup masks before any colour is rendered.
 Label values: 0 background, 1 optic disc rim (disc minus cup), 2 optic cup.
@@ -66,21 +53,19 @@ def _vessel_tree(rng, origin, temporal, dd, fov_c, fov_r, size, reach):
 
     Four main trunks (superior / inferior temporal arcades curving around the macula, superior / inferior
     nasal) plus a few small disc vessels; each trunk branches recursively. ``reach`` scales the trunks'
-    length (in disc diameters); growth stops at the field of view and outside the image. The main trunks
-    start at ``origin`` (the cup's nasal side) and are thickest there: over the disc they are the central
-    retinal vein's and artery's first branches, wider than further out.
+    length (in disc diameters); growth stops at the field of view and outside the image.
     """
     vessels = []
     step = max(2.0, size / 160)
 
-    def grow(p, heading, curv, width, w_end, length, kind, depth, boost=0.0):
+    def grow(p, heading, curv, width, w_end, length, kind, depth):
         n = max(3, int(length / step))
         jitter = rng.normal(0, 0.05, n).cumsum() * 0.35
         bend = np.cumsum(np.exp(-np.arange(n) * step / (2.5 * dd))) - 1  # curvature fades: arcades open out
         headings = heading + curv * step * bend + jitter
         d = np.stack([np.cos(headings), np.sin(headings)], 1) * step
         pts = p + np.concatenate([[[0, 0]], np.cumsum(d, 0)[:-1]])
-        widths = np.linspace(width, w_end, n) * (1 + boost * np.exp(-np.arange(n) * step / (0.6 * dd)))
+        widths = np.linspace(width, w_end, n)
         inside = (np.hypot(pts[:, 0] - fov_c[0], pts[:, 1] - fov_c[1]) < fov_r * 1.05) \
             & (pts.min(1) > -0.1 * size) & (pts.max(1) < 1.1 * size)
         stop = np.argmin(inside) if not inside.all() else n
@@ -99,23 +84,20 @@ def _vessel_tree(rng, origin, temporal, dd, fov_c, fov_r, size, reach):
             grow(pts[i], headings[i] + side * rng.uniform(0.5, 1.2), rng.normal(0, 0.004) * 512 / size,
                  wb, max(0.6, wb * 0.35), (len(pts) - i) * step * rng.uniform(0.4, 0.9), kind, depth - 1)
 
-    wv, wa = rng.uniform(0.065, 0.1) * dd, rng.uniform(0.05, 0.075) * dd
+    wv, wa = rng.uniform(0.06, 0.09) * dd, rng.uniform(0.045, 0.07) * dd
     tx = 1.0 if temporal > 0 else -1.0
     for vert in (-1.0, 1.0):  # -1: superior (image up), +1: inferior
         # temporal arcades: leave the disc vertically, then bend towards the macula
-        # (they cross the disc's superior / inferior margin on its nasal half, then arch temporally)
         for kind, w in (("vein", wv), ("artery", wa)):
-            h0 = np.arctan2(vert, rng.uniform(-0.35, 0.3) * tx) + rng.normal(0, 0.1)
+            h0 = np.arctan2(vert, 0.25 * tx) + rng.normal(0, 0.12)
             curv = -vert * tx / (dd * rng.uniform(1.8, 2.8))
-            start = origin + rng.normal(0, 0.07 * dd, 2)
-            grow(start, h0, curv, w * rng.uniform(0.9, 1.1), w * 0.3, dd * reach * rng.uniform(0.8, 1.1), kind, 3,
-                 boost=rng.uniform(0.1, 0.6))
-        # nasal branches, crossing the nasal margin
-        for kind, w in (("vein", wv * rng.uniform(0.7, 1.0)), ("artery", wa * rng.uniform(0.7, 1.0))):
-            h0 = np.arctan2(vert * rng.uniform(0.2, 1.2), -tx) + rng.normal(0, 0.15)
-            start = origin + rng.normal(0, 0.07 * dd, 2)
-            grow(start, h0, rng.normal(0, 0.3) / dd, w, w * 0.3, dd * reach * rng.uniform(0.6, 0.8), kind, 2,
-                 boost=rng.uniform(0.0, 0.4))
+            start = origin + rng.normal(0, 0.1 * dd, 2)
+            grow(start, h0, curv, w * rng.uniform(0.9, 1.1), w * 0.3, dd * reach * rng.uniform(0.8, 1.1), kind, 3)
+        # nasal branches
+        for kind, w in (("vein", wv * 0.75), ("artery", wa * 0.75)):
+            h0 = np.arctan2(vert * rng.uniform(0.4, 1.2), -tx) + rng.normal(0, 0.15)
+            start = origin + rng.normal(0, 0.1 * dd, 2)
+            grow(start, h0, rng.normal(0, 0.3) / dd, w, w * 0.3, dd * reach * rng.uniform(0.6, 0.8), kind, 2)
     # small macular / disc branches towards the temporal side
     for _ in range(rng.integers(1, 4)):
         h0 = np.arctan2(rng.uniform(-0.6, 0.6), tx)
@@ -167,8 +149,7 @@ def _geometry(rng: np.random.Generator, size: int, framing: str, nasal: float) -
         if r > fov_r - 0.7 * dd:
             disc_c = fov_c + (disc_c - fov_c) * (fov_r - 0.7 * dd) / r
     else:
-        # RIM-ONE-like crops: 2-6 disc diameters wide; half of them tight (the disc 33-50 % of the width)
-        dd = size * (rng.uniform(0.33, 0.5) if rng.random() < 0.5 else rng.uniform(0.17, 0.33))
+        dd = size * rng.uniform(0.17, 0.45)  # RIM-ONE-like crops: 2.2-6 disc diameters wide
         disc_c = size / 2 + rng.uniform(-0.07, 0.07, 2) * size
         mac_c = disc_c - np.array([nasal * dd * rng.uniform(2.0, 2.9), -dd * rng.uniform(0.0, 0.45)])
         fov_r = dd / (2 * rng.uniform(0.05, 0.16))  # crops of narrow and of wide-angle fields
@@ -249,9 +230,7 @@ def generate_fundus(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarr
     cup_coeffs = _radial_shape(rng, 3, 0.04)
     cup_aspect = rng.uniform(0.8, 1.05)  # horizontal / vertical semi-axis
     max_shift = max(0.0, (1.0 - cdr_target * cup_aspect) * 0.35) * rx
-    # temporally displaced, a little more often superiorly (image up) than inferiorly: the ISNT rule
-    cup_c = disc_c + np.array([-nasal * rng.uniform(0.25, 1.0) * max_shift,
-                               rng.uniform(-0.45, 0.15) * (1 - cdr_target) * ry * 0.5])
+    cup_c = disc_c + np.array([-nasal * rng.uniform(0, max_shift), rng.uniform(-0.4, 0.4) * (1 - cdr_target) * ry * 0.5])
     cdx, cdy = wx - cup_c[0], wy - cup_c[1]
     cmod = _radius_mod(np.arctan2(cdy, cdx), cup_coeffs)
     interior = ndimage.binary_erosion(disc, iterations=max(2, int(0.04 * dd)))
@@ -306,13 +285,8 @@ def generate_fundus(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarr
     # peripapillary atrophy: pale crescent / halo, sometimes with a dark pigment edge
     wimg = img[win]
     wimg_bg = wimg.copy()
-    ppa_kind = rng.choice(["none", "crescent", "halo"], p=[0.3, 0.5, 0.2])
-    # direction around the disc: temporal_w 1 on the temporal side, 0 on the nasal side
-    temporal_w = (1 - nasal * np.cos(np.arctan2(dy, dx))) / 2
-    # margin: sharp temporally; nasally often blurred (up to several times wider)
-    sharp = rng.uniform(0.5, 1.5) * max(1.0, dd / 60)
-    blur_w = (1 - temporal_w) ** rng.uniform(0.7, 2.0) if rng.random() < 0.6 else np.zeros_like(temporal_w)
-    disc_soft = _soft(disc, sharp) * (1 - blur_w) + _soft(disc, sharp * rng.uniform(2.0, 5.0)) * blur_w
+    ppa_kind = rng.choice(["none", "crescent", "halo"], p=[0.35, 0.4, 0.25])
+    disc_soft = _soft(disc, rng.uniform(0.5, 1.5) * max(1.0, dd / 60))
     if ppa_kind != "none":
         grow = rng.uniform(1.12, 1.45) if ppa_kind == "crescent" else rng.uniform(1.08, 1.25)
         shift = -nasal * rx * (rng.uniform(0.15, 0.35) if ppa_kind == "crescent" else 0.0)
@@ -326,27 +300,15 @@ def generate_fundus(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarr
             ppa_col = np.array([0.9, rng.uniform(0.55, 0.8), rng.uniform(0.35, 0.6)], f32)
             wimg = _blend(wimg, ppa_col, ppa * rng.uniform(0.3, 0.8) * mottle)
 
-    # optic disc: from a faint pink-orange to a saturated yellow-white, paler towards the cup. The pallor
-    # varies by sector: full on the temporal side; on the nasal side down to `nasal_pallor` of it, where the
-    # rim is a pink-orange tissue that can be as dark as the fundus around it (0: the fundus's own colour)
+    # optic disc: from a faint pink-orange to a saturated yellow-white, paler towards the cup
     bright = np.array([1.0, rng.uniform(0.6, 0.95), rng.uniform(0.35, 0.8)], f32)
-    disc_col = base + (bright - base) * rng.uniform(0.4, 1.0)
-    nasal_pallor = rng.uniform(0.0, 0.9) if rng.random() < 0.85 else 1.0
-    pallor = nasal_pallor + (1 - nasal_pallor) * temporal_w ** rng.uniform(0.6, 2.0)
-    pallor = np.clip(pallor + rng.uniform(0.1, 0.5) * np.clip(1 - rho, 0, 1) * (1 - nasal_pallor), 0, 1)  # paler inwards
-    # the neural tissue has the fundus's local colour without its choroidal texture, a little pinker
-    pink = ndimage.gaussian_filter(wimg_bg, (dd / 8, dd / 8, 0)) * np.array([1.0, rng.uniform(1.0, 1.25), rng.uniform(1.0, 1.3)], f32) * rng.uniform(0.95, 1.15)
-    rim_col = pink + (disc_col - pink) * pallor[..., None]
+    disc_col = base + (bright - base) * rng.uniform(0.3, 1.0)
     rim_grad = np.clip(1 - rho, 0, 1)[..., None] * rng.uniform(0.0, 0.15)
     rim_tex = (0.04 * smooth_noise(rng, disc.shape, max(2.0, dd / 10)))[..., None]
-    wimg = wimg * (1 - disc_soft[..., None]) + (rim_col * (1 + rim_grad) + rim_tex) * disc_soft[..., None]
-    if rng.random() < 0.45:  # at the border: a pale scleral ring or a dark pigment ring, often only in part
+    wimg = wimg * (1 - disc_soft[..., None]) + (disc_col * (1 + rim_grad) + rim_tex) * disc_soft[..., None]
+    if rng.random() < 0.35:  # scleral ring / pigment at the border
         edge = _soft(disc, 1.0) * (1 - _soft(disc, 1.0)) * 4
-        edge *= np.clip(rng.uniform(-0.5, 1.0) + rng.uniform(0.5, 1.5) * temporal_w, 0, 1)
-        if rng.random() < 0.5:
-            wimg = _blend(wimg, np.array([1.0, 0.9, 0.75], f32), edge * rng.uniform(0.2, 0.6))
-        else:
-            wimg *= 1 - (edge * rng.uniform(0.1, 0.3))[..., None]
+        wimg *= 1 - (edge * rng.uniform(0.1, 0.3))[..., None]
 
     # optic cup: paler / whiter than the rim, by a little or by a lot; its edge is soft
     cup_col = disc_col + (np.array([1.0, 0.97, 0.9], f32) - disc_col) * rng.uniform(0.15, 0.9)
@@ -355,11 +317,7 @@ def generate_fundus(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarr
     img[win] = wimg
 
     # vessels on top of everything (they cross the disc border and the cup); contrast from faint to strong
-    # the central vessels emerge on the cup's nasal side (kept within the disc)
-    origin = cup_c + np.array([nasal * rng.uniform(0.4, 1.0) * cry * cup_aspect, rng.normal(0, 0.05 * dd)])
-    off = origin - disc_c
-    if np.hypot(*off) > 0.3 * dd:
-        origin = disc_c + off * 0.3 * dd / np.hypot(*off)
+    origin = cup_c + np.array([nasal * 0.15 * dd, 0.0])
     reach = 6.0 if framing == "field" else 4.5
     vessels = _vessel_tree(rng, origin, -nasal, dd, fov_c, fov_r, size, reach)
     cov = _draw_vessels(vessels, size)
@@ -390,7 +348,7 @@ def generate_fundus(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarr
 
     # exposure: the disc's 98th percentile between just below and a little above saturation
     disc_peak = np.percentile(img[win][disc].max(-1), 98)
-    img *= rng.uniform(0.75, 1.3) / max(disc_peak, 1e-3)
+    img *= rng.uniform(0.75, 1.1) / max(disc_peak, 1e-3)
     knee = rng.uniform(0.85, 0.95)  # soft knee: bright parts may burn out
     img = np.where(img > knee, knee + (1 - knee) * np.tanh((img - knee) / (1 - knee)), img)
     img = np.clip(img, 0, 1) ** rng.uniform(0.75, 1.35)  # display gamma
@@ -419,6 +377,5 @@ def generate_fundus(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarr
         "disc_center": (round(float(disc_c[0]), 2), round(float(disc_c[1]), 2)),
         "macula_center": (round(float(mac_c[0]), 2), round(float(mac_c[1]), 2)),
         "peripapillary": str(ppa_kind),
-        "nasal_pallor": round(float(nasal_pallor), 4),
     }
     return np.asarray(image), label, info
