@@ -54,6 +54,24 @@ def test_anatomy_sides(cases):
         assert (heart & (cols > midline)).sum() > 0.6 * heart.sum()
 
 
+def test_cardiac_silhouette_as_in_radiographs():
+    """Cardiothoracic ratio in the clinical range, a fifth to a half of the heart right of the
+    midline (the right atrium), the widest part low (the ventricle) and the top at or below the hila."""
+    cases = [generate_cxr(np.random.default_rng([5, k]), size=SIZE)[1] for k in range(12)]
+    for label in cases:
+        heart, lungs = label == 3, np.isin(label, (1, 2))
+        hcols, lcols = np.flatnonzero(heart.any(0)), np.flatnonzero(lungs.any(0))
+        ratio = (np.ptp(hcols) + 1) / (np.ptp(lcols) + 1)
+        assert 0.3 < ratio < 0.65
+        midline = (lcols.min() + lcols.max()) / 2
+        assert 0.15 < (midline - hcols.min()) / (np.ptp(hcols) + 1) < 0.5
+        rows = np.flatnonzero(heart.any(1))
+        widest = rows[np.argmax(heart[rows].sum(1))]
+        assert widest > rows.min() + 0.4 * (np.ptp(rows) + 1)
+        lung_rows = np.flatnonzero(lungs.any(1))
+        assert rows.min() > lung_rows.min() + 0.3 * np.ptp(lung_rows)
+
+
 def _between(mask: np.ndarray, axis: int) -> np.ndarray:
     """Pixels with ``mask`` pixels on both sides along ``axis`` (0: above and below, 1: left and right)."""
     acc = np.logical_or.accumulate

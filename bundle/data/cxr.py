@@ -1,4 +1,4 @@
-"""Procedural posterior-anterior chest radiograph phantom with JSRT/SCR-style labels (renderer version 3).
+"""Procedural posterior-anterior chest radiograph phantom with JSRT/SCR-style labels (renderer version 4).
 
 The phantom is built in stages. First the anatomy in a patient frame: body outline, lungs, heart,
 clavicles, ribs, spine, scapulae and diaphragm as parametric curves, rasterised with numpy broadcasting
@@ -12,6 +12,12 @@ renderer's style: as in a real radiograph the heart is as dense as the mediastin
 below it (only its borders with the lungs are edges), lung markings branch from the hila, the ribs show
 cortical edges and anterior arcs, and opacities, breast shadows, devices, wires, text and collimation
 appear at random.
+
+Version 4 replaces the ellipse of the heart by a cardiac silhouette drawn as the SCR annotations draw it (right
+atrium from the superior vena cava to a sharp right cardiophrenic angle; left atrial appendage and the left
+ventricle's long arc to the apex; about a third of the width right of the midline), and the lungs' medial
+borders follow the mediastinum's contours above it (superior vena cava; aortic knob, aortopulmonary window,
+pulmonary trunk) and the heart's borders beside it; the lower lobes behind the heart show through it a little.
 
 Label values (SCR convention, patient's right on the image left as in every PA radiograph):
 0 background, 1 right lung, 2 left lung, 3 heart, 4 right clavicle, 5 left clavicle.
@@ -106,6 +112,59 @@ def _polyline(rng: np.random.Generator, start: np.ndarray, heading: float, lengt
     return start + np.concatenate([[[0.0, 0.0]], np.cumsum(steps, 0)[:-1]])
 
 
+def _bezier(points: list, n: int) -> np.ndarray:
+    """(n, 2) points of the Bezier curve with control points ``points`` (each (x, y), normalised)."""
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    pts = [np.asarray(p, dtype=float) for p in points]
+    while len(pts) > 1:
+        pts = [(1 - t) * a + t * b for a, b in zip(pts[:-1], pts[1:])]
+    return pts[0]
+
+
+def _cardiac_outline(rng: np.random.Generator, x0: float, s: float, thorax: float, ydia: np.ndarray,
+                     heart_size: float, y_top_min: float) -> tuple[np.ndarray, dict]:
+    """Closed outline ``(K, 2)`` (normalised x, y) of the cardiac silhouette as the SCR annotations draw it.
+
+    Right border: the right atrium, a convex arc from its junction with the superior vena cava down to a
+    sharp right cardiophrenic angle. Left border: the left atrial appendage (flat, concave or bulging) under
+    the pulmonary trunk, then the left ventricle's long convex arc out to the apex and down to the left
+    cardiophrenic angle. Top: a line under the hila from the appendage to the atrium. Bottom: the diaphragm,
+    or a little below it between the angles. About a third of the width lies right of the midline; the
+    cardiothoracic ratio follows ``heart_size`` (0.9-1.6 -> about 0.35-0.60 of ``thorax``, the width between
+    the lungs' lateral borders). Also returns the landmarks the lungs' medial borders follow."""
+    size = len(ydia)
+
+    def dia(x: float) -> float:
+        return float(ydia[int(np.clip(x * size, 0, size - 1))])
+
+    width = (0.35 + 0.25 * (heart_size - 0.9) / 0.7) * thorax
+    right = width * rng.uniform(0.25, 0.38)
+    left = width - right
+    p4 = np.array([x0 + left * rng.uniform(0.86, 0.97), 0.0])  # left cardiophrenic angle, under the apex
+    p5 = np.array([x0 - right * rng.uniform(0.75, 0.95), 0.0])  # right cardiophrenic angle
+    p4[1], p5[1] = dia(p4[0]), dia(p5[0])
+    y_laa = max(p4[1] - width * rng.uniform(0.72, 0.95), y_top_min)
+    p2 = np.array([x0 + left * rng.uniform(0.25, 0.4), y_laa])  # top of the left atrial appendage
+    p1 = np.array([x0 - right * rng.uniform(0.4, 0.65), y_laa + (p5[1] - y_laa) * rng.uniform(0.05, 0.3)])  # SVC / RA
+    h_l, h_r = p4[1] - p2[1], p5[1] - p1[1]
+    p3 = np.array([x0 + left * rng.uniform(0.5, 0.65), p2[1] + h_l * rng.uniform(0.15, 0.28)])  # appendage / ventricle
+    chord = p3 - p2
+    outward = np.array([chord[1], -chord[0]]) / (np.hypot(*chord) + 1e-9)
+    top = _bezier([p1, (p1 + p2) / 2 - [0.0, rng.uniform(0.0, 0.12) * (p2[0] - p1[0])], p2], 16)
+    appendage = _bezier([p2, (p2 + p3) / 2 + outward * rng.uniform(-0.3, 1.0) * 0.05 * left, p3], 10)
+    ventricle = _bezier([p3, [p3[0] + (x0 + left - p3[0]) * rng.uniform(0.6, 1.0), p3[1] + 0.2 * h_l],
+                         [x0 + left * rng.uniform(1.05, 1.15), p4[1] - h_l * rng.uniform(0.1, 0.3)], p4], 32)
+    xb = np.linspace(p4[0], p5[0], 24)
+    sag = rng.uniform(0.0, 0.06) * h_l * np.sin(np.linspace(0.0, np.pi, 24))
+    yb = np.maximum(np.interp(xb, [p5[0], p4[0]], [p5[1], p4[1]]) + sag, [dia(x) + 0.004 for x in xb])
+    atrium = _bezier([p5, [x0 - right * rng.uniform(1.1, 1.3), p5[1] - h_r * rng.uniform(0.1, 0.3)],
+                      [x0 - right * rng.uniform(0.95, 1.15), p1[1] + h_r * rng.uniform(0.2, 0.4)], p1], 24)
+    outline = np.concatenate([top, appendage[1:], ventricle[1:], np.stack([xb, yb], 1)[1:], atrium[1:-1]])
+    t = np.linspace(0.0, 1.0, len(outline), endpoint=False)
+    outline = outline + np.stack([_harmonics(rng, t, 0.003), _harmonics(rng, t, 0.003)], 1)
+    return outline, {"svc": (float(p1[0]), float(p1[1])), "appendage": (float(p2[0]), float(p2[1]))}
+
+
 def _vessels(rng: np.random.Generator, hila: list[tuple[float, float, int]], size: int) -> np.ndarray:
     """Lung markings: tapering vessel trees that branch out of the hila, as a float map in [0, 1]."""
     img = Image.new("F", (size, size), 0.0)
@@ -180,35 +239,35 @@ def _anatomy(rng: np.random.Generator, size: int) -> dict:
     ydia = np.where((px > xc_r) & (px < xc_l), np.minimum(np.minimum(yr, yl), cap), np.minimum(yr, yl))
     ydia = (ndimage.gaussian_filter1d(ydia, 0.01 * size) + _harmonics(rng, px, 0.004)).astype(f32)
 
-    medial_hw = 0.07 * s * rng.uniform(0.8, 1.3)  # half-width of the mediastinum the lungs leave free
+    medial_hw = 0.07 * s * rng.uniform(0.8, 1.3)  # where the hila sit, off the midline
+    # the cardiac silhouette first: the lungs' medial borders follow it and the mediastinum above it
+    heart_poly, marks = _cardiac_outline(rng, x0, s, lat_l - lat_r, ydia, heart_size, y_apex + rng.uniform(0.24, 0.32) * s)
+    heart = _draw([[tuple(p) for p in heart_poly * size]], size) & (Y < ydia[None, :] + 0.006)
+    (x_svc, y_svc), (x_laa, y_laa) = marks["svc"], marks["appendage"]
+    # left mediastinal border from the top down: aortic knob, aortopulmonary window, pulmonary trunk, appendage
+    y_knob = y_apex + rng.uniform(0.13, 0.19) * s
+    knob = (x0 + rng.uniform(0.05, 0.085) * s, y_knob, rng.uniform(0.022, 0.035) * s)
+    y_pt = y_knob + (y_laa - y_knob) * rng.uniform(0.5, 0.7)
+    left_border = (
+        [y_apex, y_knob - 0.05 * s, y_knob, y_knob + (y_pt - y_knob) * 0.5, y_pt, y_laa, 2.0],
+        [x0 + 0.03 * s, x0 + 0.035 * s, knob[0], x0 + rng.uniform(0.035, 0.05) * s, x0 + rng.uniform(0.04, 0.07) * s,
+         x_laa, x_laa])
+    right_border = ([y_apex, y_svc - 0.1 * s, y_svc, 2.0], [x0 - 0.03 * s, x_svc - rng.uniform(0.0, 0.015) * s, x_svc + 0.005 * s, x_svc + 0.005 * s])
 
     def lung_mask(side: int, lateral: float, y_cp: float) -> np.ndarray:
         t = (px - y_apex) / (y_cp - y_apex)  # 0 at the apex, 1 at the costophrenic angle
         x_a = x0 + side * 0.17 * s * lung_w * rng.uniform(0.9, 1.1)
-        medial = x0 + side * medial_hw * rng.uniform(0.85, 1.15)
+        ys, xs = left_border if side > 0 else right_border
+        medial = ndimage.gaussian_filter1d(np.interp(px, ys, xs), 0.008 * size)  # the mediastinum's edge
         g_lat = np.sqrt(np.clip(1.0 - (1.0 - np.clip(t / rng.uniform(0.3, 0.5), 0, 1)) ** 2, 0, 1))
         g_med = np.sqrt(np.clip(1.0 - (1.0 - np.clip(t / rng.uniform(0.2, 0.32), 0, 1)) ** 2, 0, 1))
         bulge = 0.015 * s * np.sin(np.pi * np.clip(t, 0, 1)) * rng.uniform(0.3, 1.5)
         x_lat = x_a + (lateral - x_a) * g_lat + side * bulge + _harmonics(rng, np.clip(t, 0, 1), 0.006)
-        hil = -side * 0.012 * s * np.exp(-(((t - 0.45) / 0.12) ** 2)) * rng.uniform(0.0, 1.5)
-        x_med = x_a + (medial - x_a) * g_med + hil + _harmonics(rng, np.clip(t, 0, 1), 0.004)
+        x_med = x_a + (medial - x_a) * g_med + _harmonics(rng, np.clip(t, 0, 1), 0.003)
         lo, hi = np.minimum(x_lat, x_med), np.maximum(x_lat, x_med)
         return (t >= 0)[:, None] & (X > lo[:, None]) & (X < hi[:, None]) & (Y < ydia[None, :])
 
     lung_r, lung_l = lung_mask(-1, lat_r, y_cp_r), lung_mask(+1, lat_l, y_cp_l)
-
-    # heart: a perturbed ellipse resting on the diaphragm, two thirds of it on the patient's left
-    hs = heart_size * s
-    a_h, b_h = 0.15 * hs * rng.uniform(0.9, 1.1), 0.11 * hs * rng.uniform(0.9, 1.1)
-    hx = x0 + 0.065 * s + 0.03 * (heart_size - 1.0) * s + rng.uniform(-0.012, 0.012)
-    hy = ydia[int(np.clip(hx * size, 0, size - 1))] - rng.uniform(0.25, 0.45) * b_h  # cut by the diaphragm
-    rot = np.deg2rad(rng.uniform(12.0, 38.0))
-    dxh, dyh = X - hx, Y - hy
-    xr, yr_ = dxh * np.cos(rot) + dyh * np.sin(rot), -dxh * np.sin(rot) + dyh * np.cos(rot)
-    rho = np.sqrt((xr / a_h) ** 2 + (yr_ / b_h) ** 2)
-    t_grid = np.linspace(-0.5, 0.5, 721, dtype=f32)
-    heart_r = np.interp(np.arctan2(yr_, xr) / (2 * np.pi), t_grid, 1.0 + _harmonics(rng, t_grid, 0.05, 3)).astype(f32)
-    heart = (rho < heart_r) & (Y < ydia[None, :] + 0.004)
 
     # clavicles: S-shaped bands crossing the lung apices
     clav = []
@@ -243,7 +302,7 @@ def _anatomy(rng: np.random.Generator, size: int) -> dict:
     return {
         "X": X, "Y": Y, "x0": x0, "s": s, "top": top, "y_apex": y_apex, "spacing": spacing, "ydia": ydia,
         "body": body, "body_torso": body_torso, "prof": prof.astype(f32), "torso_hw": torso_hw,
-        "shoulder_y": shoulder_y, "arm_gap": arm_gap, "lung_r": lung_r, "lung_l": lung_l, "heart": heart, "rho": rho,
+        "shoulder_y": shoulder_y, "arm_gap": arm_gap, "lung_r": lung_r, "lung_l": lung_l, "heart": heart, "knob": knob,
         "clav_r": clav[0], "clav_l": clav[1], "ribs_posterior": _draw(posterior, size), "ribs_anterior": _draw(anterior, size),
         "hila": [(x0 - medial_hw - 0.04 * s, y_apex + 0.27 * s, -1), (x0 + medial_hw + 0.04 * s, y_apex + 0.25 * s, +1)],
         "sex": sex, "age": age, "heart_size": heart_size, "lung_height": lung_h, "lung_width": lung_w,
@@ -273,9 +332,10 @@ def _attenuation(rng: np.random.Generator, an: dict, size: int) -> np.ndarray:
     # mediastinum and heart: airless, equally dense, so only their borders with the lungs are edges
     dmid = X - x0
     medi = np.exp(-((dmid / (0.09 * s * rng.uniform(0.85, 1.2))) ** 6)) * (Y > an["top"] + 0.08 * s) * thorax
-    knob = np.exp(-(((dmid - 0.065 * s) / (0.03 * s)) ** 2 + ((Y - (an["y_apex"] + 0.17 * s)) / (0.03 * s)) ** 2))
+    kx, ky, kr = an["knob"]
+    knob = np.exp(-(((X - kx + 0.6 * kr) / kr) ** 2 + ((Y - ky) / kr) ** 2))
     heart = an["heart"].astype(f32)
-    heart_body = np.clip(np.sqrt(np.clip(1.0 - an["rho"] ** 2, 0, 1)) * 2.5, 0, 1) * heart
+    heart_body = np.clip(2.5 * _coarse_blur(heart, 20 * px_scale) - 0.5, 0, 1) * heart  # thickest in the middle
     A += rng.uniform(0.17, 0.26) * np.maximum(np.maximum(medi, heart), 0.8 * knob)
     A += rng.uniform(-0.02, 0.03) * heart_body  # heart a little denser or lighter than the mediastinum
     vert = 0.85 + 0.15 * np.cos(2 * np.pi * (Y - an["y_apex"]) / (an["spacing"] * 0.95)) ** 2
@@ -292,6 +352,9 @@ def _attenuation(rng: np.random.Generator, an: dict, size: int) -> np.ndarray:
     vessels = ndimage.gaussian_filter(_vessels(rng, an["hila"], size), 1.0 * px_scale)
     texture = 0.5 * np.abs(_smooth_noise(rng, size, 6.0 * px_scale)) + 0.5 * _smooth_noise(rng, size, 18.0 * px_scale)
     A += lung_f * (rng.uniform(0.02, 0.07) * vessels + rng.uniform(0.005, 0.025) * texture + rng.uniform(0.04, 0.12) * hila)
+    # the lower lobes behind the heart: some air and vessels show through it, more towards its borders
+    behind = heart * thorax * np.clip(np.abs(dmid) / (0.12 * s), 0, 1)
+    A -= behind * (rng.uniform(0.0, 0.08) - rng.uniform(0.0, 0.04) * vessels)
     if rng.random() < 0.35:  # nodules or a patchy consolidation; the lung label does not change
         blobs = np.zeros((size, size), f32)
         for _ in range(int(rng.integers(1, 9))):
