@@ -77,7 +77,7 @@ HEART_CASES = [pytest.param("paper", "small", 0.97, marks=PAPER_STEPS),
                ("momentum", "small", 0.97), ("momentum", "large", 0.95)]
 
 
-@pytest.mark.parametrize("size, paper, others", [("small", 0.344, 1.0), ("large", 0.418, 0.917)])
+@pytest.mark.parametrize("size, paper, others", [("small", 0.344, 1.0), ("large", 0.418, 0.879)])
 def test_heart_symbols_overlap_the_heart_as_the_papers_do(size, paper, others):
     """The symbols' IoU with the true heart on the 20 test phantoms is the paper's (Table 2, eps 0.16,
     where its predictions fit the symbols): a symbol of another size would be a different attack. The large
@@ -119,7 +119,7 @@ def test_heart_symbol_pgd_reaches_the_symbol(heart_attacks, rule, size, goal):
                                         ("momentum", "small"), ("momentum", "large")])
 def test_heart_symbol_pgd_keeps_the_other_structures(heart_attacks, rule, size):
     """Scored as the paper's Table 3: against their target, the ground truth outside the symbol. Against the
-    ground truth itself a perfect large-symbol attack could not pass (0.917: the symbol takes lung pixels)."""
+    ground truth itself a perfect large-symbol attack could not pass (0.879: the symbol takes lung pixels)."""
     target, res = heart_attacks[rule, size]
     assert class_iou(res.pred, target, 6)[:, [1, 2, 4, 5]].mean() >= 0.98  # lungs, clavicles
 
