@@ -21,7 +21,10 @@ def test_scaled_float16_gradients_keep_their_signs_and_are_no_worse_than_unscale
     has float32's exponent range, so its zeros are the loss's own, e.g. the margin's satisfied pixels, not underflow)
     and keep their signs, and scaling never makes them worse (a power-of-two factor is exact unless something
     underflows). The share of signs kept depends on the model's gradients: 98.2 % for the version-2 CXR model,
-    96.9 % for version 3, whose gradients are eight times larger, so float16's rounding sets it (docs/benchmarks.md).
+    96.9 % for version 3, whose gradients are eight times larger, so float16's rounding sets it (docs/benchmarks.md);
+    97.0 % for version 4. The margin's own zeros (its satisfied pixels) depend on the forward pass's precision, so
+    float16's may differ from bfloat16's by a few pixels (0.20 % against 0.19 % on the version-4 model): 0.1 % of
+    slack, against 0.7 to 6.5 % of zeros for unscaled float16 on the processors measured.
     How wrong the unscaled ones are depends on the processor's float16 kernels (3.6 % zeros on the machine of
     docs/benchmarks.md, 0.73 % on another), so that figure is in the benchmarks, not asserted here."""
     result = run_script("--cases", "2")
@@ -35,7 +38,7 @@ def test_scaled_float16_gradients_keep_their_signs_and_are_no_worse_than_unscale
     for attack in ("pgd, iou", "pgd, ce", "pgd, margin"):
         (zeros, agreement), (zeros_1, agreement_1) = table[attack, "float16", "65536"], table[attack, "float16", "1"]
         zeros_bf16 = table[attack, "bfloat16", "65536"][0]
-        assert zeros <= max(0.001, zeros_bf16) and agreement >= 0.96, (attack, zeros, zeros_bf16, agreement)
+        assert zeros <= zeros_bf16 + 0.001 and agreement >= 0.96, (attack, zeros, zeros_bf16, agreement)
         assert zeros <= zeros_1 and agreement >= agreement_1, (attack, zeros, zeros_1, agreement, agreement_1)
     assert sum(line.startswith("| asma") for line in lines) == 2
 
