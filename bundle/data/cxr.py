@@ -104,6 +104,11 @@ def _ellipse(X: np.ndarray, Y: np.ndarray, cx: float, cy: float, rx: float, ry: 
     return ((X - cx) / rx) ** 2 + ((Y - cy) / ry) ** 2
 
 
+def _at_column(curve: np.ndarray, x: float) -> np.floating:
+    """The value of a per-column curve (e.g. the diaphragm's height ``ydia``) at normalised column ``x``."""
+    return curve[int(np.clip(x * len(curve), 0, len(curve) - 1))]
+
+
 def _polyline(rng: np.random.Generator, start: np.ndarray, heading: float, length: float, n: int = 24,
               wander: float = 0.15) -> np.ndarray:
     """(n, 2) points (x, y, normalised) of a smoothly wandering curve."""
@@ -121,8 +126,8 @@ def _bezier(points: list, n: int) -> np.ndarray:
     return pts[0]
 
 
-def _cardiac_outline(rng: np.random.Generator, x0: float, s: float, thorax: float, ydia: np.ndarray,
-                     heart_size: float, y_top_min: float) -> tuple[np.ndarray, dict]:
+def _cardiac_outline(rng: np.random.Generator, x0: float, thorax: float, ydia: np.ndarray, heart_size: float,
+                     y_top_min: float) -> tuple[np.ndarray, dict]:
     """Closed outline ``(K, 2)`` (normalised x, y) of the cardiac silhouette as the SCR annotations draw it.
 
     Right border: the right atrium, a convex arc from its junction with the superior vena cava down to a
@@ -132,17 +137,12 @@ def _cardiac_outline(rng: np.random.Generator, x0: float, s: float, thorax: floa
     or a little below it between the angles. About a third of the width lies right of the midline; the
     cardiothoracic ratio follows ``heart_size`` (0.9-1.6 -> about 0.35-0.60 of ``thorax``, the width between
     the lungs' lateral borders). Also returns the landmarks the lungs' medial borders follow."""
-    size = len(ydia)
-
-    def dia(x: float) -> float:
-        return float(ydia[int(np.clip(x * size, 0, size - 1))])
-
     width = (0.35 + 0.25 * (heart_size - 0.9) / 0.7) * thorax
     right = width * rng.uniform(0.25, 0.38)
     left = width - right
     p4 = np.array([x0 + left * rng.uniform(0.86, 0.97), 0.0])  # left cardiophrenic angle, under the apex
     p5 = np.array([x0 - right * rng.uniform(0.75, 0.95), 0.0])  # right cardiophrenic angle
-    p4[1], p5[1] = dia(p4[0]), dia(p5[0])
+    p4[1], p5[1] = _at_column(ydia, p4[0]), _at_column(ydia, p5[0])
     y_laa = max(p4[1] - width * rng.uniform(0.72, 0.95), y_top_min)
     p2 = np.array([x0 + left * rng.uniform(0.25, 0.4), y_laa])  # top of the left atrial appendage
     p1 = np.array([x0 - right * rng.uniform(0.4, 0.65), y_laa + (p5[1] - y_laa) * rng.uniform(0.05, 0.3)])  # SVC / RA
@@ -156,7 +156,7 @@ def _cardiac_outline(rng: np.random.Generator, x0: float, s: float, thorax: floa
                          [x0 + left * rng.uniform(1.05, 1.15), p4[1] - h_l * rng.uniform(0.1, 0.3)], p4], 32)
     xb = np.linspace(p4[0], p5[0], 24)
     sag = rng.uniform(0.0, 0.06) * h_l * np.sin(np.linspace(0.0, np.pi, 24))
-    yb = np.maximum(np.interp(xb, [p5[0], p4[0]], [p5[1], p4[1]]) + sag, [dia(x) + 0.004 for x in xb])
+    yb = np.maximum(np.interp(xb, [p5[0], p4[0]], [p5[1], p4[1]]) + sag, [float(_at_column(ydia, x)) + 0.004 for x in xb])
     atrium = _bezier([p5, [x0 - right * rng.uniform(1.1, 1.3), p5[1] - h_r * rng.uniform(0.1, 0.3)],
                       [x0 - right * rng.uniform(0.95, 1.15), p1[1] + h_r * rng.uniform(0.2, 0.4)], p1], 24)
     outline = np.concatenate([top, appendage[1:], ventricle[1:], np.stack([xb, yb], 1)[1:], atrium[1:-1]])
@@ -241,7 +241,7 @@ def _anatomy(rng: np.random.Generator, size: int) -> dict:
 
     medial_hw = 0.07 * s * rng.uniform(0.8, 1.3)  # where the hila sit, off the midline
     # the cardiac silhouette first: the lungs' medial borders follow it and the mediastinum above it
-    heart_poly, marks = _cardiac_outline(rng, x0, s, lat_l - lat_r, ydia, heart_size, y_apex + rng.uniform(0.24, 0.32) * s)
+    heart_poly, marks = _cardiac_outline(rng, x0, lat_l - lat_r, ydia, heart_size, y_apex + rng.uniform(0.24, 0.32) * s)
     heart = _draw([[tuple(p) for p in heart_poly * size]], size) & (Y < ydia[None, :] + 0.006)
     (x_svc, y_svc), (x_laa, y_laa) = marks["svc"], marks["appendage"]
     # left mediastinal border from the top down: aortic knob, aortopulmonary window, pulmonary trunk, appendage
@@ -323,7 +323,7 @@ def _attenuation(rng: np.random.Generator, an: dict, size: int) -> np.ndarray:
     abdomen = an["body"] & ~thorax
     A += rng.uniform(0.22, 0.40) * abdomen * an["prof"]
     if rng.random() < 0.6:  # gastric air under the left hemidiaphragm (image right)
-        gx, gy = x0 + s * rng.uniform(0.12, 0.24), ydia[int(np.clip((x0 + 0.18 * s) * size, 0, size - 1))]
+        gx, gy = x0 + s * rng.uniform(0.12, 0.24), _at_column(ydia, x0 + 0.18 * s)
         gas = _ellipse(X, Y, gx, gy + s * rng.uniform(0.03, 0.06), s * rng.uniform(0.03, 0.07), s * rng.uniform(0.02, 0.04))
         A -= rng.uniform(0.05, 0.16) * np.clip(1 - gas, 0, 1) ** 0.3 * abdomen
     bowel = np.clip(_smooth_noise(rng, size, 30 * px_scale) - 1.0, 0, None)
@@ -369,7 +369,7 @@ def _attenuation(rng: np.random.Generator, an: dict, size: int) -> np.ndarray:
         size_b = rng.uniform(0.7, 1.4)
         for side in (-1, +1):
             bx = x0 + side * 0.22 * s * rng.uniform(0.85, 1.15)
-            by = ydia[int(np.clip(bx * size, 0, size - 1))] - 0.01
+            by = _at_column(ydia, bx) - 0.01
             r = _ellipse(X, Y, bx, by, 0.17 * s * size_b, 0.12 * s * size_b)
             A += rng.uniform(0.03, 0.12) * np.clip(1.0 - r, 0, 1) ** 0.5 * body_soft
 
