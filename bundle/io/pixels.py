@@ -18,8 +18,9 @@ model grid to the native grid. Photographs are stored as ``round(255 * display)`
   applies, the smoothest one: per axis, each model pixel becomes a discrete quadratic spline over the native
   pixels whose mean over every pooling bin is prescribed (``_smooth_inverse_matrix``). Resizing the result back
   with ``mode="area"`` returns the model-grid perturbation exactly (when the native grid is at least as fine as
-  the model grid), so the attack survives the round trip through the file up to integer rounding and the
-  clipping of the VOI window, and the file shows no blocks of the model grid. The price: block means of
+  the model grid), so the attack survives the round trip through the file up to integer rounding (and, where
+  pixels lie beyond the VOI window, up to the part of the upsampled perturbation that points further out of it),
+  and the file shows no blocks of the model grid. The price: block means of
   opposite sign next to each other need a smooth curve that overshoots them, so the L-infinity norm in stored
   units can exceed the model-grid budget (worst case 1.63 per axis for 1024 -> 256; about 2.3 times on a PGD
   perturbation, whose RMS grows by about a tenth). An exact inverse that kept the L-infinity budget would have
@@ -195,8 +196,10 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
 
     ``clip(round(source_stored + delta_stored), stored range)`` where ``delta_stored`` is ``adv - clean``
     brought to the native grid (``upsample``) and converted from model units to stored units through
-    the VOI window and the rescale slope (sign flipped for MONOCHROME1); see the module docstring.
-    With ``adv == clean`` the source pixels come back unchanged. The source file is only read.
+    the VOI window and the rescale slope (sign flipped for MONOCHROME1); see the module docstring. A source
+    pixel outside the VOI window, which the model saw at the window's edge, starts from that edge where the
+    perturbation moves it back inside (else the file would lose that part of the attack); elsewhere it keeps its
+    value. With ``adv == clean`` the source pixels come back unchanged. The source file is only read.
 
     Args:
         source_path: the DICOM the clean image was read from (grayscale, single frame, as accepted by
@@ -220,11 +223,19 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
                          f"and {adv_arr.shape}.")
     _, meta = read_xray_dicom(source_path, force=True)  # what the image shows was checked when it was loaded
     ds = pydicom.dcmread(source_path)
-    stored = ds.pixel_array
-    delta = upsample_to(adv_arr - clean_arr, stored.shape, upsample)[0]
+    stored = ds.pixel_array.astype(np.float64)
+    delta = upsample_to(adv_arr - clean_arr, stored.shape, upsample)[0] * stored_units_per_model_unit(meta, bounds)
+    out = stored + delta
+    # A pixel outside the VOI window shows as the window's edge, and the attack saw it there: a step back inside
+    # the window has to start from the edge, not from the stored value far beyond it, or the file loses it.
+    slope, intercept = (float(v) for v in meta["rescale"])
+    edges = sorted((v - intercept) / slope for v in meta["voi_range"])  # the window in stored units
+    edge = np.clip(stored, *edges)
+    outside = stored != edge
+    moved = outside & (np.clip(edge + delta, *edges) != edge)
+    out[moved] = edge[moved] + delta[moved]
     lo, hi = _stored_range(ds)
-    out = np.rint(stored.astype(np.float64) + delta * stored_units_per_model_unit(meta, bounds))
-    return np.clip(out, lo, hi).astype(stored.dtype)
+    return np.clip(np.rint(out), lo, hi).astype(ds.pixel_array.dtype)
 
 
 def photo_to_uint8(adv: object, size: Sequence[int] | None = None, *, upsample: str = "area_inverse") -> np.ndarray:
