@@ -251,6 +251,16 @@ def test_perturbation_survives_where_the_window_clips_the_source(tmp_path, photo
     error = (_to_model(path) - adv).abs()
     assert float(error[at_edge].mean()) < 0.004  # measured 0.0022; what is left sits where a bin is only partly clipped
     assert float(error.mean()) < 0.003  # measured 0.0017 (0.0062 before)
+    # "keep": every pixel starts from its stored value, so the image stays natural under any window
+    source = pydicom.dcmread(src).pixel_array.astype(np.float64)
+    kept = bio.perturbation_to_stored(src, clean, adv, beyond_window="keep")
+    edged = bio.perturbation_to_stored(src, clean, adv)
+    assert np.abs(kept - source).max() < np.abs(edged - source).max() / 2
+    display, _ = read_xray_dicom(src)
+    inside = (display > 0) & (display < 1)  # the pixels the window does not clip are written the same either way
+    np.testing.assert_array_equal(kept[inside], edged[inside])
+    with pytest.raises(ValueError, match=r"Argument beyond_window should be one of edge, keep, got 'clip'"):
+        bio.perturbation_to_stored(src, clean, adv, beyond_window="clip")
 
 
 def test_bilinear_mode_reproduces_a_smooth_perturbation(sources, tmp_path):

@@ -31,6 +31,7 @@ from bundle.io.dicom_derived import LOSSLESS_SYNTAXES
 from bundle.io import (UIDMap, deidentify_file, label_to_native, perturbation_to_stored, photo_perturbation_to_uint8,
                        write_contour_sr, write_derived_dicom, write_nifti, write_png, write_secondary_capture,
                        write_seg)
+from bundle.io.pixels import BEYOND_WINDOW
 from bundle.metrics import paper_iou
 from bundle.transforms import read_photo, read_xray_dicom
 from bundle.visualize import render_overlay
@@ -68,12 +69,15 @@ class ClinicalExporter:
             (``sr_clean_pred.dcm``, ``sr_adv_pred.dcm``, ``sr_target.dcm``; :func:`bundle.io.write_contour_sr`),
             which OHIF 3.13 draws over the radiograph as outlines with each one's finding site and area (a viewer
             that draws no SEG on a projection radiograph may draw these; docs/export.md, "Viewers").
+        beyond_window: DICOM pixels beyond the VOI window: ``"edge"`` (the file shows what the model was attacked
+            with) or ``"keep"`` (natural under any window; the attack's part there is lost);
+            :func:`bundle.io.perturbation_to_stored`, docs/export.md "The VOI window and the file".
     """
 
     def __init__(self, output_dir: str | Path, class_names: Sequence[str], attack_name: str, bounds: Sequence[float],
                  preprocessing: Callable[[dict], dict], nifti: bool = False, deidentify: bool = False,
                  deidentify_secret: str | None = None, transfer_syntax: str | None = None,
-                 algorithm_version: str = "0.1.0", sr: bool = False) -> None:
+                 algorithm_version: str = "0.1.0", sr: bool = False, beyond_window: str = "edge") -> None:
         self.folder = Path(output_dir) / "export"
         self.class_names, self.attack_name, self.bounds = list(class_names), attack_name, tuple(bounds)
         self.preprocessing, self.nifti = preprocessing, nifti
@@ -87,6 +91,10 @@ class ClinicalExporter:
         if not isinstance(sr, bool):
             raise TypeError(f"Option export_sr should be true or false, got {sr!r}.")
         self.sr = sr
+        if beyond_window not in BEYOND_WINDOW:
+            raise ValueError(f"Option export_beyond_window should be one of {', '.join(BEYOND_WINDOW)}, got "
+                             f"{beyond_window!r}.")
+        self.beyond_window = beyond_window
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
@@ -119,7 +127,8 @@ class ClinicalExporter:
 
     def _export_dicom(self, out: dict, i: int, case: str, source: Path, folder: Path) -> tuple[Path, np.ndarray, list]:
         """Write the case's DICOM objects; return the adversarial file, the stored-unit perturbation, the spacing."""
-        stored = perturbation_to_stored(source, out["image"][i], out["adv"][i], bounds=self.bounds)
+        stored = perturbation_to_stored(source, out["image"][i], out["adv"][i], bounds=self.bounds,
+                                        beyond_window=self.beyond_window)
         _, meta = read_xray_dicom(source, force=True)  # the run accepted this input (--force covers the body part)
         native = tuple(int(s) for s in meta["spatial_shape"])
         uid = lambda kind: generate_uid(entropy_srcs=[self.attack_name, case, kind])  # noqa: E731

@@ -55,10 +55,11 @@ from monai.transforms import MapTransform
 
 from bundle.transforms import read_photo, read_xray_dicom
 
-__all__ = ["perturbation_to_stored", "stored_units_per_model_unit", "photo_to_uint8",
-           "photo_perturbation_to_uint8", "label_to_native", "LabelToNatived", "upsample_to", "grid_blockiness", "UPSAMPLE_MODES"]
+__all__ = ["perturbation_to_stored", "stored_units_per_model_unit", "photo_to_uint8", "photo_perturbation_to_uint8",
+           "label_to_native", "LabelToNatived", "upsample_to", "grid_blockiness", "UPSAMPLE_MODES", "BEYOND_WINDOW"]
 
 UPSAMPLE_MODES = ("smooth", "area_inverse", "bilinear")
+BEYOND_WINDOW = ("edge", "keep")  # perturbation_to_stored's ways with pixels beyond the VOI window
 
 
 def _as_array(x: object, name: str, channels: int | None) -> np.ndarray:
@@ -191,15 +192,14 @@ def stored_units_per_model_unit(meta: dict, bounds: Sequence[float] = (-1.0, 1.0
 
 
 def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: object, *,
-                           bounds: Sequence[float] = (-1.0, 1.0), upsample: str = "smooth") -> np.ndarray:
+                           bounds: Sequence[float] = (-1.0, 1.0), upsample: str = "smooth",
+                           beyond_window: str = "edge") -> np.ndarray:
     """The adversarial stored pixel array of a DICOM radiograph, at native resolution, dtype and bit depth.
 
     ``clip(round(source_stored + delta_stored), stored range)`` where ``delta_stored`` is ``adv - clean``
     brought to the native grid (``upsample``) and converted from model units to stored units through
-    the VOI window and the rescale slope (sign flipped for MONOCHROME1); see the module docstring. A source
-    pixel outside the VOI window, which the model saw at the window's edge, starts from that edge where the
-    perturbation moves it back inside (else the file would lose that part of the attack); elsewhere it keeps its
-    value. With ``adv == clean`` the source pixels come back unchanged. The source file is only read.
+    the VOI window and the rescale slope (sign flipped for MONOCHROME1); see the module docstring. With
+    ``adv == clean`` the source pixels come back unchanged. The source file is only read.
 
     Args:
         source_path: the DICOM the clean image was read from (grayscale, single frame, as accepted by
@@ -209,14 +209,22 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
         bounds: ``(low, high)`` the preprocessing mapped the display range [0, 1] onto (``intensity_bounds``).
         upsample: ``"smooth"`` (default, the smoothest exact inverse of the area resize), ``"area_inverse"``
             (exact, blocks at integer factors) or ``"bilinear"`` (see the module docstring).
+        beyond_window: a source pixel beyond the VOI window shows, and reached the model, at the window's edge.
+            ``"edge"`` (default): where the perturbation moves it back inside, it starts from that edge, so the file
+            shows what the model was attacked with; under a wider window such pixels show the jump from their
+            stored value to the edge. ``"keep"``: it starts from its stored value like every other pixel, which
+            keeps the image natural under any window and loses the part of the attack that lies there.
 
     Returns:
         ``(Rows, Columns)`` array with the source's pixel dtype (e.g. uint16), values inside the range of
         Bits Stored / Pixel Representation, ready for :func:`bundle.io.write_derived_dicom`.
 
     Raises:
-        ValueError: shapes differ or are not ``(1, h, w)``, values not finite, empty bounds, unsupported source.
+        ValueError: shapes differ or are not ``(1, h, w)``, values not finite, empty bounds, unsupported source,
+            ``beyond_window`` not one of ``BEYOND_WINDOW``.
     """
+    if beyond_window not in BEYOND_WINDOW:
+        raise ValueError(f"Argument beyond_window should be one of {', '.join(BEYOND_WINDOW)}, got {beyond_window!r}.")
     clean_arr, adv_arr = _as_array(clean, "clean", 1), _as_array(adv, "adv", 1)
     if clean_arr.shape != adv_arr.shape:
         raise ValueError(f"Arguments clean and adv should have the same shape, got {clean_arr.shape} "
@@ -226,14 +234,12 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
     stored = ds.pixel_array.astype(np.float64)
     delta = upsample_to(adv_arr - clean_arr, stored.shape, upsample)[0] * stored_units_per_model_unit(meta, bounds)
     out = stored + delta
-    # A pixel outside the VOI window shows as the window's edge, and the attack saw it there: a step back inside
-    # the window has to start from the edge, not from the stored value far beyond it, or the file loses it.
-    slope, intercept = (float(v) for v in meta["rescale"])
-    edges = sorted((v - intercept) / slope for v in meta["voi_range"])  # the window in stored units
-    edge = np.clip(stored, *edges)
-    outside = stored != edge
-    moved = outside & (np.clip(edge + delta, *edges) != edge)
-    out[moved] = edge[moved] + delta[moved]
+    if beyond_window == "edge":  # a step back inside the window starts from its edge, where the model saw the pixel
+        slope, intercept = (float(v) for v in meta["rescale"])
+        edges = sorted((v - intercept) / slope for v in meta["voi_range"])  # the window in stored units
+        edge = np.clip(stored, *edges)
+        moved = (stored != edge) & (np.clip(edge + delta, *edges) != edge)
+        out[moved] = edge[moved] + delta[moved]
     lo, hi = _stored_range(ds)
     return np.clip(np.rint(out), lo, hi).astype(ds.pixel_array.dtype)
 
