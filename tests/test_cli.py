@@ -265,6 +265,7 @@ def test_another_body_part_is_refused_unless_forced(tiny_datasets, tmp_path):
     ("--attack::schedule", "cos", "Did you mean 'cosine'? Set it with --attack::schedule"),
     ("--attack::eps", "nan", "Argument eps should be a non-negative float, got 'nan'. Set it with --attack::eps"),
     ("--export_transfer_syntax", "1.2.3", "Option export_transfer_syntax should be null or a lossless syntax UID"),
+    ("--export_beyond_window", "clip", "Option export_beyond_window should be one of edge, keep, got 'clip'"),
     ("--model_grid", "[100, 100]", "Option model_grid should be [H, W], two positive multiples of 16"),
 ])
 def test_a_bad_bundle_option_is_named(option, value, message, two_scans, tmp_path, capsys):
