@@ -231,7 +231,8 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
                          f"and {adv_arr.shape}.")
     _, meta = read_xray_dicom(source_path, force=True)  # what the image shows was checked when it was loaded
     ds = pydicom.dcmread(source_path)
-    stored = ds.pixel_array.astype(np.float64)
+    source = ds.pixel_array
+    stored = source.astype(np.float64)
     delta = upsample_to(adv_arr - clean_arr, stored.shape, upsample)[0] * stored_units_per_model_unit(meta, bounds)
     out = stored + delta
     if beyond_window == "edge":  # a step back inside the window starts from its edge, where the model saw the pixel
@@ -241,7 +242,7 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
         moved = (stored != edge) & (np.clip(edge + delta, *edges) != edge)
         out[moved] = edge[moved] + delta[moved]
     lo, hi = _stored_range(ds)
-    return np.clip(np.rint(out), lo, hi).astype(ds.pixel_array.dtype)
+    return np.clip(np.rint(out), lo, hi).astype(source.dtype)
 
 
 def photo_to_uint8(adv: object, size: Sequence[int] | None = None, *, upsample: str = "area_inverse") -> np.ndarray:
