@@ -268,3 +268,22 @@ def test_two_processes_give_the_single_process_table(bundle_root, tiny_datasets,
                 assert a[column] == b[column]
             elif column != "seconds":
                 assert float(a[column]) == pytest.approx(float(b[column]), abs=1e-5), column
+
+
+def test_summary_warns_when_an_exported_file_does_not_carry_the_attack(tmp_path, capsys):
+    """A file that, read back, scores more than ROUNDTRIP_TOLERANCE from the in-memory target IoU is named in
+    summary.md (what --export_beyond_window keep did to a phantom whose window clips the heart: 0.986 -> 0.843)."""
+    from bundle.handlers.attack_metrics import ROUNDTRIP_TOLERANCE, AttackMetricsWriter
+
+    rows = [{"case": "clipped", "target_iou": "0.9864", "roundtrip_target_iou": "0.8429"},
+            {"case": "fine", "target_iou": "0.9864", "roundtrip_target_iou": f"{0.9864 - ROUNDTRIP_TOLERANCE / 2:.4f}"}]
+    with open(tmp_path / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    AttackMetricsWriter(tmp_path, "cxr", "pgd_heart_small", ["background", "heart"], progress=False).report()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Warning: the exported files of these cases do not carry the attack" in summary
+    assert "- clipped: 0.9864 in memory, 0.8429 from the file" in summary
+    assert "- fine:" not in summary
+    assert "- clipped: 0.9864 in memory" in capsys.readouterr().out

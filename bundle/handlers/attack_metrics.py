@@ -32,6 +32,9 @@ __all__ = ["AttackMetricsWriter", "pending_cases", "case_names", "METRICS_FILE",
 METRICS_FILE = "metrics.csv"
 SETTINGS_FILE = "settings.json"
 TEXT_COLUMNS = ("case", "task", "attack", "reference", "clean_warning")
+# the exported file, read back, may differ from the in-memory adversarial image by this much target IoU before
+# the summary warns (docs/export.md: the round trip keeps at least 0.95 of a target IoU near 1)
+ROUNDTRIP_TOLERANCE = 0.05
 GROUND_TRUTH, CLEAN_PREDICTION = "ground truth", "clean prediction"  # what a run's IoU columns compare with
 
 
@@ -52,6 +55,15 @@ def _numeric_columns(rows: Sequence[dict]) -> list[str]:
 
 def _case(item: dict) -> str:
     return str(item.get("case") or Path(str(item["image"])).stem)
+
+
+def _round_trip_drift(row: dict) -> float:
+    """``|roundtrip_target_iou - target_iou|`` of a metrics row; 0 when nothing was exported (or the IoU is NaN)."""
+    try:
+        drift = abs(float(row["roundtrip_target_iou"]) - float(row["target_iou"]))
+    except (KeyError, TypeError, ValueError):  # no export in this run, or an empty cell
+        return 0.0
+    return drift if drift == drift else 0.0
 
 
 def _read_rows(path: Path) -> dict[str, dict]:
@@ -254,6 +266,11 @@ class AttackMetricsWriter:
         warning = ("" if not odd else "\n\nWarning: the clean prediction of these cases looks unlike the images the "
                    "model was trained on (a structure missing or in many pieces); their results may mean little:\n"
                    + "\n".join(odd))
+        drifted = [f"- {r['case']}: {float(r['target_iou']):.4f} in memory, {float(r['roundtrip_target_iou']):.4f} "
+                   f"from the file" for r in rows if _round_trip_drift(r) > ROUNDTRIP_TOLERANCE]
+        warning += ("" if not drifted else "\n\nWarning: the exported files of these cases do not carry the attack "
+                    "as it was measured (target IoU of the adversarial image in memory and read back from its file; "
+                    "docs/export.md, \"The VOI window and the file\"):\n" + "\n".join(drifted))
         with atomic_path(self.output_dir / "summary.md") as tmp:
             tmp.write_text(f"# {title}\n\n{table}{warning}\n")
         print(f"\n{title} -> {self.output_dir}\n{table}{warning}", flush=True)
