@@ -1,6 +1,6 @@
 """How the perturbation of an attack looks in the written DICOM: blocks of the model grid or smooth.
 
-    python scripts/blockiness.py [--num_cases 8] [--steps 100] [--eps 0.04]
+    python scripts/blockiness.py [--num_cases 8] [--steps 100] [--eps 0.04] [--beyond_window edge|keep]
 
 Runs the heart-symbol PGD of ``configs/pgd_heart.yaml`` (target heart symbol "small", IoU loss) with the shipped CXR
 model on the first ``--num_cases`` test phantoms (native 1024 x 1024, model grid 256 x 256), then writes each
@@ -9,7 +9,8 @@ adversarial image as derived DICOM once per way of bringing the perturbation fro
 it prints the mean over the cases of: the blockiness of the stored perturbation (``bundle.io.grid_blockiness``:
 mean |difference| of neighbouring pixels across the model grid's block borders and within blocks, their ratio, and
 the fraction of the energy above the model grid's Nyquist frequency), its L-infinity norm and RMS in stored units,
-and the target IoU of the file read back next to the in-memory one.
+and the target IoU of the file read back next to the in-memory one. ``--beyond_window keep`` leaves the pixels
+beyond each phantom's VOI window out of it (``bundle.io.perturbation_to_stored``), to see the upsampling alone.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--num_cases", type=int, default=8)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--eps", type=float, default=0.04)
+    parser.add_argument("--beyond_window", choices=bio.BEYOND_WINDOW, default="edge")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -58,7 +60,8 @@ def main() -> None:
         for mode in UPSAMPLE_MODES:
             rows, paths = [], []
             for i, source in enumerate(batch["image_path"]):
-                stored = bio.perturbation_to_stored(source, batch["image"][i], res.adv[i], upsample=mode)
+                stored = bio.perturbation_to_stored(source, batch["image"][i], res.adv[i], upsample=mode,
+                                                   beyond_window=args.beyond_window)
                 delta = stored.astype(np.float64) - pydicom.dcmread(source).pixel_array
                 block = bio.grid_blockiness(delta, model_shape)
                 rows.append([block["border"], block["within"], block["ratio"], block["high_frequency"],

@@ -28,10 +28,9 @@ from bundle.handlers.attack_metrics import GROUND_TRUTH, case_names
 from bundle.inputs import is_dicom
 from bundle.io._dicom import research_description
 from bundle.io.dicom_derived import LOSSLESS_SYNTAXES
-from bundle.io import (UIDMap, deidentify_file, label_to_native, perturbation_to_stored, photo_perturbation_to_uint8,
-                       write_contour_sr, write_derived_dicom, write_nifti, write_png, write_secondary_capture,
-                       write_seg)
-from bundle.io.pixels import BEYOND_WINDOW
+from bundle.io import (BEYOND_WINDOW, UIDMap, deidentify_file, label_to_native, perturbation_to_stored,
+                       photo_perturbation_to_uint8, write_contour_sr, write_derived_dicom, write_nifti, write_png,
+                       write_secondary_capture, write_seg)
 from bundle.metrics import paper_iou
 from bundle.transforms import read_photo, read_xray_dicom
 from bundle.visualize import render_overlay

@@ -17,6 +17,7 @@ from bundle.io.dicom_derived import (
 from bundle.io.dicom_sr import SR_SERIES_NUMBER, label_outlines, write_contour_sr
 from bundle.io.dicom_seg import SEG_SERIES_NUMBER, SEGMENT_COLOURS, segment_codes, segment_colour, write_seg
 from bundle.io.pixels import (
+    BEYOND_WINDOW,
     grid_blockiness,
     LabelToNatived,
     label_to_native,
@@ -30,8 +31,8 @@ from bundle.io.secondary_capture import SC_SERIES_NUMBER, write_secondary_captur
 from bundle.io.volumes import orientation_matrix_lps, write_nifti, write_nrrd
 
 __all__ = [
-    "perturbation_to_stored", "stored_units_per_model_unit", "photo_to_uint8", "photo_perturbation_to_uint8",
-    "label_to_native", "LabelToNatived", "grid_blockiness",
+    "perturbation_to_stored", "BEYOND_WINDOW", "stored_units_per_model_unit", "photo_to_uint8",
+    "photo_perturbation_to_uint8", "label_to_native", "LabelToNatived", "grid_blockiness",
     "write_derived_dicom", "write_seg", "write_contour_sr", "label_outlines", "write_secondary_capture", "write_nifti",
     "write_nrrd", "write_png", "SR_SERIES_NUMBER",
     "deidentify", "deidentify_file", "is_deidentified", "UIDMap", "segment_codes", "orientation_matrix_lps",
