@@ -156,7 +156,8 @@ def _cardiac_outline(rng: np.random.Generator, x0: float, thorax: float, ydia: n
                          [x0 + left * rng.uniform(1.05, 1.15), p4[1] - h_l * rng.uniform(0.1, 0.3)], p4], 32)
     xb = np.linspace(p4[0], p5[0], 24)
     sag = rng.uniform(0.0, 0.06) * h_l * np.sin(np.linspace(0.0, np.pi, 24))
-    yb = np.maximum(np.interp(xb, [p5[0], p4[0]], [p5[1], p4[1]]) + sag, [float(_at_column(ydia, x)) + 0.004 for x in xb])
+    yb = np.maximum(np.interp(xb, [p5[0], p4[0]], [p5[1], p4[1]]) + sag,
+                    [float(_at_column(ydia, x)) + 0.004 for x in xb])
     atrium = _bezier([p5, [x0 - right * rng.uniform(1.1, 1.3), p5[1] - h_r * rng.uniform(0.1, 0.3)],
                       [x0 - right * rng.uniform(0.95, 1.15), p1[1] + h_r * rng.uniform(0.2, 0.4)], p1], 24)
     outline = np.concatenate([top, appendage[1:], ventricle[1:], np.stack([xb, yb], 1)[1:], atrium[1:-1]])
@@ -252,7 +253,8 @@ def _anatomy(rng: np.random.Generator, size: int) -> dict:
         [y_apex, y_knob - 0.05 * s, y_knob, y_knob + (y_pt - y_knob) * 0.5, y_pt, y_laa, 2.0],
         [x0 + 0.03 * s, x0 + 0.035 * s, knob[0], x0 + rng.uniform(0.035, 0.05) * s, x0 + rng.uniform(0.04, 0.07) * s,
          x_laa, x_laa])
-    right_border = ([y_apex, y_svc - 0.1 * s, y_svc, 2.0], [x0 - 0.03 * s, x_svc - rng.uniform(0.0, 0.015) * s, x_svc + 0.005 * s, x_svc + 0.005 * s])
+    right_border = ([y_apex, y_svc - 0.1 * s, y_svc, 2.0],
+                    [x0 - 0.03 * s, x_svc - rng.uniform(0.0, 0.015) * s, x_svc + 0.005 * s, x_svc + 0.005 * s])
 
     def lung_mask(side: int, lateral: float, y_cp: float) -> np.ndarray:
         t = (px - y_apex) / (y_cp - y_apex)  # 0 at the apex, 1 at the costophrenic angle

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,12 +59,11 @@ def _case(item: dict) -> str:
 
 
 def _round_trip_drift(row: dict) -> float:
-    """``|roundtrip_target_iou - target_iou|`` of a metrics row; 0 when nothing was exported (or the IoU is NaN)."""
-    try:
-        drift = abs(float(row["roundtrip_target_iou"]) - float(row["target_iou"]))
-    except (KeyError, TypeError, ValueError):  # no export in this run, or an empty cell
+    """``|roundtrip_target_iou - target_iou|`` of a metrics row; 0 when the run exported nothing or an IoU is NaN."""
+    if "roundtrip_target_iou" not in row:
         return 0.0
-    return drift if drift == drift else 0.0
+    drift = abs(float(row["roundtrip_target_iou"]) - float(row["target_iou"]))
+    return 0.0 if math.isnan(drift) else drift
 
 
 def _read_rows(path: Path) -> dict[str, dict]:

@@ -22,6 +22,7 @@ import torch
 from ignite.engine import Engine, Events
 from pydicom.uid import generate_uid
 
+from bundle._choices import check_choice
 from bundle._files import safe_name
 from bundle.attacks._utils import model_guard
 from bundle.handlers.attack_metrics import GROUND_TRUTH, case_names
@@ -90,10 +91,7 @@ class ClinicalExporter:
         if not isinstance(sr, bool):
             raise TypeError(f"Option export_sr should be true or false, got {sr!r}.")
         self.sr = sr
-        if beyond_window not in BEYOND_WINDOW:
-            raise ValueError(f"Option export_beyond_window should be one of {', '.join(BEYOND_WINDOW)}, got "
-                             f"{beyond_window!r}.")
-        self.beyond_window = beyond_window
+        self.beyond_window = check_choice(beyond_window, BEYOND_WINDOW, "Option export_beyond_window")
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from bundle._choices import check_choice
 from bundle.transforms import read_photo, read_xray_dicom
 
 __all__ = ["perturbation_to_stored", "stored_units_per_model_unit", "photo_to_uint8", "photo_perturbation_to_uint8",
@@ -223,8 +224,7 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
         ValueError: shapes differ or are not ``(1, h, w)``, values not finite, empty bounds, unsupported source,
             ``beyond_window`` not one of ``BEYOND_WINDOW``.
     """
-    if beyond_window not in BEYOND_WINDOW:
-        raise ValueError(f"Argument beyond_window should be one of {', '.join(BEYOND_WINDOW)}, got {beyond_window!r}.")
+    check_choice(beyond_window, BEYOND_WINDOW, "Argument beyond_window")
     clean_arr, adv_arr = _as_array(clean, "clean", 1), _as_array(adv, "adv", 1)
     if clean_arr.shape != adv_arr.shape:
         raise ValueError(f"Arguments clean and adv should have the same shape, got {clean_arr.shape} "
