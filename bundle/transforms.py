@@ -100,7 +100,8 @@ def _check_radiograph(path: Path, ds: pydicom.Dataset, force: bool) -> None:
     _check_size(path, int(ds.Rows), int(ds.Columns))
 
 
-def read_xray_dicom(path: str | Path, force: bool = False) -> tuple[np.ndarray, dict]:
+def read_xray_dicom(path: str | Path, force: bool = False, *,
+                    dataset: pydicom.Dataset | None = None) -> tuple[np.ndarray, dict]:
     """Read a single-frame grayscale DICOM chest radiograph as display intensities in ``[0, 1]``.
 
     Applies the modality LUT (rescale slope / intercept), the linear VOI window (first WindowCenter /
@@ -115,16 +116,20 @@ def read_xray_dicom(path: str | Path, force: bool = False) -> tuple[np.ndarray, 
     Args:
         path: the DICOM file; only read.
         force: read an image whose Body Part Examined is not a chest (the user vouches that it is one).
+        dataset: ``path`` already read with ``pydicom.dcmread``; its pixel data is decoded once and kept by pydicom,
+            so callers that need the file several times (the DICOM export) decode a compressed file only once.
 
     Returns:
         ``(image, meta)``: float32 ``(H, W)`` in ``[0, 1]`` and the header facts later layers need.
     """
     path = _require_file(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except Exception as e:  # pydicom raises many types for damaged files
-        raise ValueError(f"{path} is not a readable DICOM image ({type(e).__name__}: {e}); "
-                         f"the file may be truncated or corrupt.") from e
+    ds = dataset
+    if ds is None:
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception as e:  # pydicom raises many types for damaged files
+            raise ValueError(f"{path} is not a readable DICOM image ({type(e).__name__}: {e}); "
+                             f"the file may be truncated or corrupt.") from e
     _check_radiograph(path, ds, force)
     slope = _header_float(path, ds, "RescaleSlope", 1.0)
     intercept = _header_float(path, ds, "RescaleIntercept", 0.0)

@@ -124,9 +124,10 @@ class ClinicalExporter:
 
     def _export_dicom(self, out: dict, i: int, case: str, source: Path, folder: Path) -> tuple[Path, np.ndarray, list]:
         """Write the case's DICOM objects; return the adversarial file, the stored-unit perturbation, the spacing."""
+        ds = pydicom.dcmread(source)  # read and decoded once for the three uses below
         stored = perturbation_to_stored(source, out["image"][i], out["adv"][i], bounds=self.bounds,
-                                        beyond_window=self.beyond_window)
-        _, meta = read_xray_dicom(source, force=True)  # the run accepted this input (--force covers the body part)
+                                        beyond_window=self.beyond_window, dataset=ds)
+        _, meta = read_xray_dicom(source, force=True, dataset=ds)  # the run accepted it (--force covers the body part)
         native = tuple(int(s) for s in meta["spatial_shape"])
         uid = lambda kind: generate_uid(entropy_srcs=[self.attack_name, case, kind])  # noqa: E731
         if self.uid_map:
@@ -156,7 +157,7 @@ class ClinicalExporter:
         if self.nifti:
             self._write_masks(out, i, folder, native, meta["pixel_spacing"])
             write_nifti(stored, folder / "adversarial.nii.gz", spacing=meta["pixel_spacing"])
-        return adv_path, stored.astype(np.float64) - pydicom.dcmread(source).pixel_array, meta["pixel_spacing"]
+        return adv_path, stored.astype(np.float64) - ds.pixel_array, meta["pixel_spacing"]
 
     def _export_photo(self, out: dict, i: int, source: Path, folder: Path) -> tuple[Path, np.ndarray, tuple]:
         """Write the adversarial PNG; return it, the perturbation in 0..255 units and a unit spacing."""

@@ -194,7 +194,7 @@ def stored_units_per_model_unit(meta: dict, bounds: Sequence[float] = (-1.0, 1.0
 
 def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: object, *,
                            bounds: Sequence[float] = (-1.0, 1.0), upsample: str = "smooth",
-                           beyond_window: str = "edge") -> np.ndarray:
+                           beyond_window: str = "edge", dataset: pydicom.Dataset | None = None) -> np.ndarray:
     """The adversarial stored pixel array of a DICOM radiograph, at native resolution, dtype and bit depth.
 
     ``clip(round(source_stored + delta_stored), stored range)`` where ``delta_stored`` is ``adv - clean``
@@ -215,6 +215,7 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
             shows what the model was attacked with; under a wider window such pixels show the jump from their
             stored value to the edge. ``"keep"``: it starts from its stored value like every other pixel, which
             keeps the image natural under any window and loses the part of the attack that lies there.
+        dataset: ``source_path`` already read with ``pydicom.dcmread`` (its decoded pixels are reused; not modified).
 
     Returns:
         ``(Rows, Columns)`` array with the source's pixel dtype (e.g. uint16), values inside the range of
@@ -229,8 +230,8 @@ def perturbation_to_stored(source_path: str | os.PathLike, clean: object, adv: o
     if clean_arr.shape != adv_arr.shape:
         raise ValueError(f"Arguments clean and adv should have the same shape, got {clean_arr.shape} "
                          f"and {adv_arr.shape}.")
-    _, meta = read_xray_dicom(source_path, force=True)  # what the image shows was checked when it was loaded
-    ds = pydicom.dcmread(source_path)
+    ds = pydicom.dcmread(source_path) if dataset is None else dataset
+    _, meta = read_xray_dicom(source_path, force=True, dataset=ds)  # what it shows was checked when it was loaded
     source = ds.pixel_array
     stored = source.astype(np.float64)
     delta = upsample_to(adv_arr - clean_arr, stored.shape, upsample)[0] * stored_units_per_model_unit(meta, bounds)
