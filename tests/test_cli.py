@@ -197,9 +197,29 @@ def test_an_output_folder_that_is_a_file_is_refused_before_the_model_runs(tiny_d
 def test_segment_writes_a_label_map_and_a_seg_per_input(two_scans, tmp_path):
     result = advseg("segment", "--input", two_scans, "--output", tmp_path / "seg")
     assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stdout  # phantoms look like the training images
     for case in ("a_scan", "b_scan"):
         assert (tmp_path / "seg" / case / "label.png").is_file()
+        assert not (tmp_path / "seg" / case / "warning.txt").exists()
         assert pydicom.dcmread(tmp_path / "seg" / case / "seg.dcm").Modality == "SEG"
+
+
+def test_segment_warns_about_an_image_unlike_the_tasks_images(tiny_datasets, tmp_path):
+    """A photograph of an astronaut segmented as a fundus got a disc and a cup, exit 0 and no word (issue 24):
+    now the run names it, as attack runs name such clean predictions, and its folder says so too."""
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
+    phantom = sorted((tiny_datasets["fundus"] / "images").iterdir())[0]
+    result = advseg("segment", "--task", "fundus", "--input", tmp_path / "astronaut.png", phantom,
+                    "--output", tmp_path / "seg")
+    assert result.returncode == 0, result.stderr
+    warning = result.stdout.split("Warning: the prediction of these cases looks unlike the images the model was "
+                                  "trained on", 1)[1].split("Results in")[0]
+    assert "- astronaut: disc_rim in" in warning and phantom.stem not in warning
+    assert "disc_rim in" in (tmp_path / "seg" / "astronaut" / "warning.txt").read_text()
+    assert not (tmp_path / "seg" / phantom.stem / "warning.txt").exists()
+    assert (tmp_path / "seg" / phantom.stem / "label.png").is_file()
 
 
 def test_a_real_chest_radiograph_in_one_command(tmp_path):
