@@ -8,6 +8,7 @@ patient's midline, the side of the heart's centroid, and connected components pe
 
     python scripts/real_cxr.py                        # the shipped models/cxr.pt
     python scripts/real_cxr.py --model outputs/cxr_v3/train_target/model_best.pt --name v3
+    python scripts/real_cxr.py --architecture attention_unet --name attention_unet   # a shipped variant
     python scripts/real_cxr.py --stats 40             # appearance: the radiograph against 40 phantoms
 
 Writes ``<output>/real_cxr_<name>.json`` and ``<output>/real_cxr_<name>.png`` (reference outlines over the
@@ -29,6 +30,7 @@ from pydicom.data import get_testdata_file
 from scipy import ndimage
 
 from bundle.metrics import heart_lung_contrast, structure_pieces
+from bundle.networks import ARCHITECTURES
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "real" / "RG1_UNCR_reference.json"
@@ -77,12 +79,12 @@ def measures(pred: np.ndarray, reference: dict) -> dict:
     return out
 
 
-def segment(image: Path, model: Path | None) -> np.ndarray:
+def segment(image: Path, model: Path | None, architecture: str) -> np.ndarray:
     """The label map ``advseg segment`` writes for ``image`` (at the image's size)."""
     from bundle.cli import main
 
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["segment", "--task", "cxr", "--input", str(image), "--output", tmp]
+        argv = ["segment", "--task", "cxr", "--input", str(image), "--output", tmp, "--architecture", architecture]
         status = main(argv + (["--model", str(model)] if model else []))
         if status:  # advseg has said why (a bad --model: status 2)
             raise SystemExit(status)
@@ -171,6 +173,9 @@ def table(name: str, result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: the shipped models/cxr.pt)")
+    parser.add_argument("--architecture", default="unet", choices=ARCHITECTURES,
+                        help="network family of the model (default unet; the shipped attention_unet and "
+                             "unet_plus_plus without --model)")
     parser.add_argument("--name", default="shipped", help="name of the model in the table and file names")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--stats", type=int, default=0, metavar="N",
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     image = Path(get_testdata_file("RG1_UNCR.dcm"))
     reference = json.loads(REFERENCE.read_text())
-    pred = segment(image, args.model)
+    pred = segment(image, args.model, args.architecture)
     result = measures(pred, reference)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / f"real_cxr_{args.name}.json").write_text(json.dumps(result, indent=1))
