@@ -20,6 +20,7 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from skimage import data
 
 VENV = Path(os.environ.get("ADVSEG_MONAILABEL", Path.home() / ".cache" / "advseg-monailabel"))
 APP = Path(__file__).resolve().parents[1] / "apps" / "monailabel"
@@ -45,6 +46,7 @@ def studies(tiny_datasets, tmp_path_factory):
     for task, pattern in FILES.items():
         source = sorted(tiny_datasets[task].glob(pattern))[0]
         shutil.copy(source, root / f"{task}_case{source.suffix}")
+    Image.fromarray(data.astronaut()).save(root / "astronaut.png")  # a photograph that is no fundus
     return root
 
 
@@ -93,6 +95,19 @@ def _infer(url: str, model: str, image: str, **params) -> np.ndarray:
     request = urllib.request.Request(f"{url}/infer/{model}?image={image}&output=image", data=form, method="POST")
     with urllib.request.urlopen(request, timeout=300) as response:
         return np.asarray(Image.open(BytesIO(response.read())))
+
+
+def _infer_params(url: str, model: str, image: str) -> dict:
+    request = urllib.request.Request(f"{url}/infer/{model}?image={image}&output=json", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=300) as response:
+        return json.loads(response.read())
+
+
+def test_infer_names_an_image_unlike_the_tasks_images(server):
+    """As ``advseg segment`` does: the result names the structures of a photograph that is no fundus; a phantom's
+    result has no warning."""
+    assert "disc_rim in" in _infer_params(server, "segment_fundus", "astronaut")["warning"]
+    assert "warning" not in _infer_params(server, "segment_fundus", "fundus_case")
 
 
 def test_info_lists_a_task_per_model_and_the_attack(server, bundle_root):

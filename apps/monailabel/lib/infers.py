@@ -17,6 +17,7 @@ from pydicom.uid import generate_uid
 from bundle.config import bundle_config, require_task
 from bundle.inputs import is_dicom
 from bundle.io import perturbation_to_stored, photo_perturbation_to_uint8, write_derived_dicom, write_png
+from bundle.metrics import implausible_structures
 
 
 class TaskConstants(BundleConstants):
@@ -40,6 +41,7 @@ class SegmentTask(BundleInferTask):
 
     def __init__(self, bundle_root: str | Path, task: str, **kwargs) -> None:
         self.task = task
+        self.class_names = bundle_config(task, bundle_root=bundle_root).get_parsed_content("class_names")
         super().__init__(str(bundle_root), conf={}, const=TaskConstants(task), type=InferType.SEGMENTATION,
                          add_post_restore=False, **kwargs)  # the postprocessing already ends at the source's size
         del self._config["model_filename"]  # a choice of every models/*.pt: the others are other tasks' networks
@@ -50,17 +52,22 @@ class SegmentTask(BundleInferTask):
         return parser
 
     def writer(self, data: dict, extension=None, dtype=None) -> tuple[str, dict]:
+        """The label PNG, and the result's ``labels``; ``warning`` names the structures missing or in many pieces,
+        as ``advseg segment`` does (an image unlike the ones the model was trained on)."""
         path = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name
-        write_png(np.asarray(data["pred"][0], dtype=np.uint8), path)
-        return path, {"labels": self.labels}
+        label = np.asarray(data["pred"][0], dtype=np.uint8)
+        write_png(label, path)
+        warning = implausible_structures(torch.from_numpy(label.astype(np.int64))[None, None], self.class_names)[0]
+        return path, {"labels": self.labels, **({"warning": warning} if warning else {})}
 
 
 class AttackTask(SegmentTask):
     """The adversarial prediction: ``configs/<recipe>.yaml`` attacks the posted image as ``advseg attack <recipe>
     --input <image>`` does (no label: the clean prediction is the reference), the network segments the adversarial
     image, and that image is written in the source's format (a derived DICOM, or a PNG) into a temporary folder of its
-    own, named ``adversarial_file`` in the result for the app to store (main.py). A request
-    may set the recipe's ``eps`` and ``steps`` (the task's options, which MONAI Label's viewer plugins show)."""
+    own, named ``adversarial_file`` in the result for the app to store (main.py); ``warning`` names the clean
+    prediction's structures that are missing or in many pieces, as the command line does. A request may set the
+    recipe's ``eps`` and ``steps`` (the task's options, which MONAI Label's viewer plugins show)."""
 
     def __init__(self, bundle_root: str | Path, task: str, recipe: str, **kwargs) -> None:
         config = bundle_config(task, ["attack.yaml", f"{recipe}.yaml"], bundle_root)
@@ -78,6 +85,7 @@ class AttackTask(SegmentTask):
         image = data["image"].as_tensor()[None].to(device)
         with torch.no_grad():
             reference = network(image).argmax(1, keepdim=True)
+        data["clean_warning"] = implausible_structures(reference.cpu(), self.class_names)[0]
         target = reference if self.make_target is None else self.make_target(reference)
         region = {} if self.make_region is None else {"region": self.make_region(reference)}
         attack = functools.partial(self.attack, **{k: type(v)(data[k]) for k, v in self.options.items()})
@@ -89,6 +97,9 @@ class AttackTask(SegmentTask):
 
     def writer(self, data: dict, extension=None, dtype=None) -> tuple[str, dict]:
         label, result = super().writer(data)
+        result.pop("warning", None)  # the attack's success changes shapes; what matters is the clean prediction
+        if data["clean_warning"]:
+            result["warning"] = f"clean prediction: {data['clean_warning']}"
         source, clean, adv = Path(data["image_path"]), data["image"].as_tensor(), data["adversarial"]
         if is_dicom(source):
             path = Path(tempfile.mkdtemp()) / f"{source.stem}_{self.recipe_name}.dcm"
