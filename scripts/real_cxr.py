@@ -163,7 +163,8 @@ def appearance_table(n: int, reference: dict) -> str:
 
 def table(name: str, result: dict) -> str:
     """One markdown row per structure."""
-    rows = ["| model | structure | Dice | components (largest share) | correct side / heart centroid |", "|---|---|---|---|---|"]
+    rows = ["| model | structure | Dice | components (largest share) | correct side / heart centroid |",
+            "|---|---|---|---|---|"]
     for struct, r in result.items():
         side = f"{r['correct_side_share']:.0%}" if "correct_side_share" in r else r["centroid_side"]
         rows.append(f"| {name} | {struct} | {r['dice']:.3f} | {r['components']} ({r['largest_component_share']:.0%}) | {side} |")

@@ -5,8 +5,8 @@
 Stage 1 segments the image loaded by the fundus task's own transforms (area-resized to the 256 grid). Stage 2
 crops ``--crop`` disc diameters around stage 1's largest disc component from the file's own pixels, segments the
 crop the same way and puts its logits in place of stage 1's inside the crop (black outside the image). Images on
-which the crop would be 80 % of the image's side or more (the disc-centred crops) keep stage 1. The phantom split is scored at
-the model grid as ``configs/evaluate.yaml`` scores it (rim and cup Dice, labels nearest-resized); the real
+which the crop would be 80 % of the image's side or more (the disc-centred crops) keep stage 1. The phantom split
+is scored at the model grid as ``configs/evaluate.yaml`` scores it (rim and cup Dice, labels nearest-resized); the real
 photograph (scikit-image's ``retina.jpg``, whole field) by ``scripts/real_fundus.py``'s measures. Prints the means
 of both stages.
 """
