@@ -319,3 +319,15 @@ def test_robustness_gives_the_worst_case_per_eps_on_ones_own_files(two_scans, tm
                for r in table)
     printed = capsys.readouterr().out
     assert f"report: {out / 'report.md'}" in printed and "eps 0.02: worst case" in printed
+    assert all(r["clean_warning"] == "" for r in table) and "Warning" not in printed  # phantoms look as trained on
+
+
+def test_robustness_names_a_case_whose_clean_prediction_looks_unlike_the_training_images(tmp_path, capsys):
+    """As attack and segment runs do: the real chest CR's lungs and heart come in pieces under the shipped model."""
+    out = tmp_path / "robust"
+    assert main(["robustness", "--input", get_testdata_file("RG1_UNCR.dcm"), "--output", str(out), "--eps", "0.01",
+                 "--steps", "2"]) == 0
+    assert "left_lung in" in rows(out)[0]["clean_warning"]
+    printed = capsys.readouterr().out
+    assert "Warning: the clean prediction of these cases looks unlike" in printed and "- RG1_UNCR: " in printed
+    assert "- RG1_UNCR: " in (out / "report.md").read_text()

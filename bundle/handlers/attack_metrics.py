@@ -39,6 +39,14 @@ ROUNDTRIP_TOLERANCE = 0.05
 GROUND_TRUTH, CLEAN_PREDICTION = "ground truth", "clean prediction"  # what a run's IoU columns compare with
 
 
+def implausible_warning(rows: Sequence[dict]) -> str:
+    """The warning that ends a summary when some cases' clean prediction looks unlike the training images (their
+    ``clean_warning``, once per case), or ``""``."""
+    odd = dict.fromkeys(f"- {r['case']}: {r['clean_warning']}" for r in rows if r.get("clean_warning"))
+    return ("" if not odd else "\n\nWarning: the clean prediction of these cases looks unlike the images the model "
+            "was trained on (a structure missing or in many pieces); their results may mean little:\n" + "\n".join(odd))
+
+
 def case_names(engine: Engine) -> list[str]:
     """Case ids of the engine's batch: its ``case`` key (unique per input, :mod:`bundle.inputs`), else the file
     stems of the batched image's sources (``meta["filename_or_obj"]``)."""
@@ -262,10 +270,7 @@ class AttackMetricsWriter:
         table = markdown_table(summary)
         reference = rows[0].get("reference") or GROUND_TRUTH
         title = f"{self.attack_name} on {self.task}: {len(rows)} cases (reference: {reference})"
-        odd = [f"- {r['case']}: {r['clean_warning']}" for r in rows if r.get("clean_warning")]
-        warning = ("" if not odd else "\n\nWarning: the clean prediction of these cases looks unlike the images the "
-                   "model was trained on (a structure missing or in many pieces); their results may mean little:\n"
-                   + "\n".join(odd))
+        warning = implausible_warning(rows)
         drifted = [f"- {r['case']}: {float(r['target_iou']):.4f} in memory, {float(r['roundtrip_target_iou']):.4f} "
                    f"from the file" for r in rows if _round_trip_drift(r) > ROUNDTRIP_TOLERANCE]
         warning += ("" if not drifted else "\n\nWarning: the exported files of these cases do not carry the attack "

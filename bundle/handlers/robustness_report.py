@@ -18,9 +18,10 @@ from ignite.engine import Engine, Events
 from tqdm import tqdm
 
 from bundle._files import atomic_path
-from bundle.handlers.attack_metrics import CLEAN_PREDICTION, GROUND_TRUTH, METRICS_FILE, SETTINGS_FILE, case_names
+from bundle.handlers.attack_metrics import (CLEAN_PREDICTION, GROUND_TRUTH, METRICS_FILE, SETTINGS_FILE, case_names,
+                                           implausible_warning)
 from bundle.handlers.tables import write_csv
-from bundle.metrics import class_iou
+from bundle.metrics import class_iou, implausible_structures
 from bundle.robustness import imperceptibility, robustness_sweep
 
 __all__ = ["RobustnessWriter"]
@@ -35,7 +36,8 @@ class RobustnessWriter:
     Untargeted, the reference is the label (or the clean prediction for unlabelled files); targeted, the target
     comes from ``make_target(label)`` or the batch key ``target_key``.
 
-    Columns of ``metrics.csv``: ``case, task, reference, eps, winner`` (the attack that produced the worst case,
+    Columns of ``metrics.csv``: ``case, task, reference, clean_warning`` (as in attack runs: the structures the
+    clean prediction misses or splits into many pieces), ``eps, winner`` (the attack that produced the worst case,
     ``clean`` if none beat the clean image), ``passes, seconds, clean_score, worst_score`` (mean foreground IoU with
     the reference, or the paper IoU with the target when targeted; over ``score_classes`` alone when given),
     ``score_<attack>`` and ``passes_<attack>`` (NaN
@@ -111,13 +113,15 @@ class RobustnessWriter:
                                    score_classes=self.score_classes)
         sizes = torch.stack([(goal == c).flatten(1).float().mean(1) for c in range(n)], 1).cpu()
         clean_iou = class_iou(clean_pred, goal, n).cpu()
+        warnings = implausible_structures(clean_pred, self.class_names)
         names = list(self.attacks)
         for res in results:
             seen = imperceptibility(images, res.adv, self.bounds)
             worst_iou = class_iou(res.pred, goal, n).cpu()
             for i, case in enumerate(case_names(engine)):
                 w = int(res.winner[i])
-                row = {"case": case, "task": self.task, "reference": reference, "eps": res.eps,
+                row = {"case": case, "task": self.task, "reference": reference, "clean_warning": warnings[i],
+                       "eps": res.eps,
                        "winner": "clean" if w < 0 else names[w], "passes": int(res.passes[i]),
                        "seconds": float(res.seconds[i]), "clean_score": float(res.clean_score[i]),
                        "worst_score": float(res.score[i])}
@@ -147,10 +151,12 @@ class RobustnessWriter:
                                f"check dataset_dir, input_files and num_cases.")
         text, summary = robustness_report(rows, self.class_names, list(self.attacks), self.task, self.targeted,
                                           self.output_dir, self.score_classes)
+        warning = implausible_warning(rows)
         write_csv(self.output_dir / "summary.csv", summary)
         with atomic_path(self.output_dir / "report.md") as tmp:
-            tmp.write_text(text)
-        print(f"\n{text.split(chr(10) + chr(10), 2)[1]}\n\n(report: {self.output_dir / 'report.md'})", flush=True)
+            tmp.write_text(text + warning)
+        print(f"\n{text.split(chr(10) + chr(10), 2)[1]}{warning}\n\n(report: {self.output_dir / 'report.md'})",
+              flush=True)
 
 
 def _read_rows(path: Path) -> list[dict]:
