@@ -90,17 +90,19 @@ def _advseg(*args) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def _infer(url: str, model: str, image: str, **params) -> np.ndarray:
+def _post_infer(url: str, model: str, image: str, output: str, **params) -> bytes:
     form = urllib.parse.urlencode({"params": json.dumps(params)}).encode()
-    request = urllib.request.Request(f"{url}/infer/{model}?image={image}&output=image", data=form, method="POST")
+    request = urllib.request.Request(f"{url}/infer/{model}?image={image}&output={output}", data=form, method="POST")
     with urllib.request.urlopen(request, timeout=300) as response:
-        return np.asarray(Image.open(BytesIO(response.read())))
+        return response.read()
+
+
+def _infer(url: str, model: str, image: str, **params) -> np.ndarray:
+    return np.asarray(Image.open(BytesIO(_post_infer(url, model, image, "image", **params))))
 
 
 def _infer_params(url: str, model: str, image: str) -> dict:
-    request = urllib.request.Request(f"{url}/infer/{model}?image={image}&output=json", data=b"", method="POST")
-    with urllib.request.urlopen(request, timeout=300) as response:
-        return json.loads(response.read())
+    return json.loads(_post_infer(url, model, image, "json"))
 
 
 def test_infer_names_an_image_unlike_the_tasks_images(server):

@@ -57,8 +57,12 @@ class SegmentTask(BundleInferTask):
         path = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name
         label = np.asarray(data["pred"][0], dtype=np.uint8)
         write_png(label, path)
-        warning = implausible_structures(torch.from_numpy(label.astype(np.int64))[None, None], self.class_names)[0]
+        warning = self.result_warning(data, label)
         return path, {"labels": self.labels, **({"warning": warning} if warning else {})}
+
+    def result_warning(self, data: dict, label: np.ndarray) -> str:
+        """The structures of the returned ``label`` that are missing or in many pieces, or ``""``."""
+        return implausible_structures(torch.from_numpy(label.astype(np.int64))[None, None], self.class_names)[0]
 
 
 class AttackTask(SegmentTask):
@@ -95,11 +99,12 @@ class AttackTask(SegmentTask):
         data["adversarial"] = adv[0]
         return data
 
+    def result_warning(self, data: dict, label: np.ndarray) -> str:
+        """Of the clean prediction (run_inferer's): the attack's success is meant to change the returned shapes."""
+        return f"clean prediction: {data['clean_warning']}" if data["clean_warning"] else ""
+
     def writer(self, data: dict, extension=None, dtype=None) -> tuple[str, dict]:
         label, result = super().writer(data)
-        result.pop("warning", None)  # the attack's success changes shapes; what matters is the clean prediction
-        if data["clean_warning"]:
-            result["warning"] = f"clean prediction: {data['clean_warning']}"
         source, clean, adv = Path(data["image_path"]), data["image"].as_tensor(), data["adversarial"]
         if is_dicom(source):
             path = Path(tempfile.mkdtemp()) / f"{source.stem}_{self.recipe_name}.dcm"
