@@ -56,6 +56,8 @@ def swapped_share(network: torch.nn.Module, image: torch.Tensor) -> float:
 
 
 def main() -> int:
+    if not PHANTOM.is_file():
+        sys.exit(f"cxr_side_cues.py: {PHANTOM} does not exist; the README's set-up and demo generate the phantoms.")
     transforms = bundle_config("cxr").get_parsed_content("load_transforms")
     images = {"RG1_UNCR (real)": load(Path(get_testdata_file("RG1_UNCR.dcm")), transforms),
               "cxr_0123 (phantom)": load(PHANTOM, transforms)}

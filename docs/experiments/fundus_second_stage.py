@@ -72,6 +72,9 @@ def main() -> int:
     parser.add_argument("--dataset_dir", type=Path, required=True, help="phantom folder with datalist.json")
     parser.add_argument("--crop", type=float, default=2.5, help="crop side in disc diameters (2.5)")
     args = parser.parse_args()
+    for path, option in ((Path(args.model), "--model"), (args.dataset_dir / "datalist.json", "--dataset_dir")):
+        if not path.is_file():
+            parser.error(f"{option}: {path} does not exist.")
     network = load_network("fundus", model_file=args.model)
     transforms = bundle_config("fundus").get_parsed_content("load_transforms")
 
