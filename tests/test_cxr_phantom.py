@@ -32,6 +32,19 @@ def test_deterministic_by_seed():
     assert not np.array_equal(p1, p3)
 
 
+def test_anterior_ribs_range_is_checked_and_changes_only_the_ribs():
+    with pytest.raises(ValueError, match="anterior_ribs"):
+        generate_cxr(np.random.default_rng(7), size=SIZE, anterior_ribs=(0.6, 0.2))
+    with pytest.raises(ValueError, match="anterior_ribs"):
+        generate_cxr(np.random.default_rng(7), size=SIZE, anterior_ribs=1.5)
+    p1, l1, i1 = generate_cxr(np.random.default_rng(7), size=SIZE)
+    p2, l2, i2 = generate_cxr(np.random.default_rng(7), size=SIZE, anterior_ribs=(1.5, 1.5))
+    np.testing.assert_array_equal(l1, l2)
+    i1.pop("window"), i2.pop("window")  # taken from the pixels' percentiles
+    assert i1 == i2  # the same case: one draw either way
+    assert not np.array_equal(p1, p2)
+
+
 def test_types_ranges_and_labels(cases):
     for pixels, label, info in cases:
         assert pixels.dtype == np.uint16 and pixels.shape == (SIZE, SIZE)

@@ -52,3 +52,22 @@ def test_workers_share_the_stream_without_repeats():
     got = [item["image"] for item in itertools.islice(loader, 4)]
     want = [stream.case(k)["image"] for k in range(4)]
     assert all(torch.equal(g, w) for g, w in zip(got, want))
+
+
+def test_render_options_widen_the_renderer_not_the_labels():
+    """The stream passes its render options to the renderer: denser anterior ribs change the image, not the case."""
+    from bundle.data import cxr
+
+    dense = PhantomStream("cxr", 128, seed=0, render_options={"anterior_ribs": [1.5, 1.5]}).case(5)
+    plain = PhantomStream("cxr", 128, seed=0).case(5)
+    pixels, label, _ = cxr.generate_cxr(np.random.default_rng([0, 2, STREAM_KEY, 5]), 128, anterior_ribs=(1.5, 1.5))
+    np.testing.assert_array_equal(dense["label"][0].numpy(), plain["label"][0].numpy())
+    np.testing.assert_array_equal(dense["label"][0].numpy(), label)
+    assert not torch.equal(dense["image"], plain["image"])
+
+
+def test_an_unknown_render_option_is_named_before_training():
+    with pytest.raises(ValueError, match="no option anterior_rib; its options are: anterior_ribs"):
+        PhantomStream("cxr", 128, render_options={"anterior_rib": [0.2, 1.5]})
+    with pytest.raises(ValueError, match="generate_fundus has no option anterior_ribs; its options are: none"):
+        PhantomStream("fundus", 96, render_options={"anterior_ribs": [0.2, 1.5]})

@@ -30,10 +30,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-__all__ = ["generate_cxr", "CXR_CLASSES", "CXR_MAX_VALUE"]
+__all__ = ["generate_cxr", "ANTERIOR_RIBS", "CXR_CLASSES", "CXR_MAX_VALUE"]
 
 CXR_CLASSES = ("background", "right_lung", "left_lung", "heart", "right_clavicle", "left_clavicle")
 CXR_MAX_VALUE = 4095  # 12 bits stored
+ANTERIOR_RIBS = (0.2, 0.6)  # the fixed splits' range of the anterior ribs' density relative to the posterior ones'
 
 
 def _harmonics(rng: np.random.Generator, t: np.ndarray, amp: float, n: int = 4) -> np.ndarray:
@@ -312,8 +313,9 @@ def _anatomy(rng: np.random.Generator, size: int) -> dict:
     }
 
 
-def _attenuation(rng: np.random.Generator, an: dict, size: int) -> np.ndarray:
-    """Attenuation map (float32, >= 0, about 0..1.3) of the anatomy in the patient frame."""
+def _attenuation(rng: np.random.Generator, an: dict, size: int, anterior_ribs: tuple[float, float]) -> np.ndarray:
+    """Attenuation map (float32, >= 0, about 0..1.3) of the anatomy in the patient frame; ``anterior_ribs``: the
+    range of the anterior ribs' density relative to the posterior ones'."""
     f32 = np.float32
     X, Y, x0, s, ydia = an["X"], an["Y"], an["x0"], an["s"], an["ydia"]
     px_scale = size / 1024
@@ -378,7 +380,7 @@ def _attenuation(rng: np.random.Generator, an: dict, size: int) -> np.ndarray:
     # bones with brighter cortical edges: posterior and anterior ribs, clavicles, scapulae, humeral heads
     rib_amp = rng.uniform(0.02, 0.10)
     bones = rib_amp * (an["ribs_posterior"] & an["body_torso"]) * (1.0 - 0.5 * abdomen)
-    bones = bones + rib_amp * rng.uniform(0.2, 0.6) * (an["ribs_anterior"] & an["body_torso"] & thorax)
+    bones = bones + rib_amp * rng.uniform(*anterior_ribs) * (an["ribs_anterior"] & an["body_torso"] & thorax)
     bones = bones + rng.uniform(0.12, 0.26) * (an["clav_r"] | an["clav_l"])
     bones = ndimage.gaussian_filter(bones.astype(f32), 1.0 * px_scale)
     A += bones + rng.uniform(1.0, 3.0) * np.clip(bones - ndimage.uniform_filter(bones, int(9 * px_scale) | 1), 0, None)
@@ -482,13 +484,18 @@ def _detector(rng: np.random.Generator, A: np.ndarray) -> np.ndarray:
     return img
 
 
-def generate_cxr(rng: np.random.Generator, size: int = 1024) -> tuple[np.ndarray, np.ndarray, dict]:
+def generate_cxr(rng: np.random.Generator, size: int = 1024,
+                 anterior_ribs: tuple[float, float] = ANTERIOR_RIBS) -> tuple[np.ndarray, np.ndarray, dict]:
     """Generate one PA chest radiograph phantom and its label map.
 
     Args:
         rng: the only source of randomness; the same generator state gives the same case.
         size: output side in pixels (square), a multiple of 8, at least 128. The anatomy spans
             the image as a JSRT radiograph (2048 px of 0.175 mm) does, so at 1024 a pixel is 0.35 mm.
+        anterior_ribs: ``(low, high)``, the range (0 <= low <= high) of the anterior ribs' density relative to the
+            posterior ribs'. The fixed phantom splits use the default; the training stream may widen it (the
+            anterior ribs slope down towards the midline, the posterior ones away from it, so a network can take
+            the ribs' slope as a lung's side where the anterior ones are always faint: docs/real_images.md).
 
     Returns:
         ``(pixels, label, info)``: ``pixels`` uint16 (size, size) in 0..4095, MONOCHROME2 sense
@@ -499,12 +506,19 @@ def generate_cxr(rng: np.random.Generator, size: int = 1024) -> tuple[np.ndarray
     """
     if not isinstance(size, (int, np.integer)) or size < 128 or size % 8:
         raise ValueError(f"Argument size should be an integer multiple of 8 and >= 128, got {size!r}.")
+    if np.shape(anterior_ribs) != (2,) or not 0 <= anterior_ribs[0] <= anterior_ribs[1]:
+        raise ValueError(f"Argument anterior_ribs should be (low, high) with 0 <= low <= high, got {anterior_ribs!r}.")
     size = int(size)
-    an = _anatomy(rng, size)
+    return _render(rng, _anatomy(rng, size), size, anterior_ribs)
+
+
+def _render(rng: np.random.Generator, an: dict, size: int,
+            anterior_ribs: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """:func:`generate_cxr` from the anatomy on: label map, attenuation, framing, devices, detector, window."""
     label = np.zeros((size, size), np.uint8)
     for value, key in enumerate(("lung_r", "lung_l", "heart", "clav_r", "clav_l"), start=1):
         label[an[key]] = value
-    A, label, framing = _frame(rng, _attenuation(rng, an, size), label)
+    A, label, framing = _frame(rng, _attenuation(rng, an, size, anterior_ribs), label)
     A += _devices(rng, size)
     img = _detector(rng, A)
     shutter = _collimation(rng, size)
