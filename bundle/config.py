@@ -19,7 +19,7 @@ from bundle.inputs import attach_targets, has_labels, input_cases, with_case_ids
 from bundle.networks import ARCHITECTURES
 from bundle.targets import derangement, edited_target, parse_target_edit
 
-__all__ = ["BUNDLE_ROOT", "IS_CHECKOUT", "work_root", "VARIANTS", "bundle_config", "layered", "bundle_network", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "check_inputs", "check_output_dir", "is_torchscript", "network_or_torchscript", "network_settings", "require_task", "load_weights", "attack_settings", "flat_params", "file_digest"]
+__all__ = ["BUNDLE_ROOT", "IS_CHECKOUT", "work_root", "VARIANTS", "bundle_config", "layered", "bundle_network", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "check_inputs", "check_output_dir", "is_torchscript", "network_or_torchscript", "network_settings", "require_task", "load_weights", "attack_settings", "flat_params", "file_digest", "targets_digest"]
 
 def _bundle_root() -> tuple[Path, bool]:
     """The bundle root (``configs/``, ``models/``, ``scripts/``) and whether it is a source checkout: the folder above
@@ -289,6 +289,14 @@ def flat_params(settings: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def targets_digest() -> str:
+    """SHA-256 of the source of :mod:`bundle.targets`, which draws every target (heart symbols, resized structures,
+    edits): a targeted run's settings record it, so results drawn with other targets are not resumed as this run's."""
+    import bundle.targets
+
+    return hashlib.sha256(Path(bundle.targets.__file__).read_bytes()).hexdigest()
 
 
 def file_digest(path: str | Path) -> str:

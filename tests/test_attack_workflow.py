@@ -1,6 +1,8 @@
 """Attack runs through `monai.bundle` configs: output tables, overlays, resume, and the errors users hit."""
 
 import csv
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -13,6 +15,7 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
+import bundle.targets
 from bundle.config import bundle_config
 from bundle.handlers.attack_metrics import TEXT_COLUMNS
 from _util import chain
@@ -84,6 +87,15 @@ def test_heart_attack_writes_tables_and_overlays_and_resumes(bundle_root, tiny_d
         assert f"{out} holds the results of 2 cases attacked with other settings ({message}" in chain(info.value)
         assert f"pass --output_dir with a new folder for this run, or delete {out}" in chain(info.value)
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
+
+    # results whose targets were drawn by other code (bundle.targets changed since, e.g. recalibrated symbols) too
+    settings = json.loads((out / "settings.json").read_text())
+    with open(bundle.targets.__file__, "rb") as source:
+        assert settings["targets_sha256"] == hashlib.sha256(source.read()).hexdigest()
+    (out / "settings.json").write_text(json.dumps(settings | {"targets_sha256": "0" * 64}))
+    with pytest.raises(Exception) as info:
+        run_attack(bundle_root, "cxr", ["pgd_heart.yaml"], **(args | {"attack#steps": 2}))
+    assert f"other settings (targets_sha256: '{'0' * 64}' -> '{settings['targets_sha256']}')" in chain(info.value)
 
 
 def test_missing_surrogate_is_named_and_nothing_written(bundle_root, tiny_datasets, untrained_weights, tmp_path):
