@@ -45,6 +45,17 @@ def test_anterior_ribs_range_is_checked_and_changes_only_the_ribs():
     assert not np.array_equal(p1, p2)
 
 
+def test_zoom_range_is_checked_and_frames_the_same_patient():
+    with pytest.raises(ValueError, match="zoom"):
+        generate_cxr(np.random.default_rng(7), size=SIZE, zoom=(0.0, 1.0))
+    _, l1, i1 = generate_cxr(np.random.default_rng(7), size=SIZE)
+    _, l2, i2 = generate_cxr(np.random.default_rng(7), size=SIZE, zoom=(0.6, 0.6))
+    assert i2["zoom"] == 0.6 and i1["zoom"] > 0.9
+    assert i1["sex"] == i2["sex"] and i1["heart_size"] == i2["heart_size"]  # the same anatomy, framed otherwise
+    for cls in (1, 2, 3):  # smaller in the field by about the zoom's ratio squared
+        assert 0.7 < (l2 == cls).sum() / (l1 == cls).sum() / (0.6 / i1["zoom"]) ** 2 < 1.3
+
+
 def test_types_ranges_and_labels(cases):
     for pixels, label, info in cases:
         assert pixels.dtype == np.uint16 and pixels.shape == (SIZE, SIZE)

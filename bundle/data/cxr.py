@@ -30,11 +30,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-__all__ = ["generate_cxr", "ANTERIOR_RIBS", "CXR_CLASSES", "CXR_MAX_VALUE"]
+__all__ = ["generate_cxr", "ANTERIOR_RIBS", "ZOOM", "CXR_CLASSES", "CXR_MAX_VALUE"]
 
 CXR_CLASSES = ("background", "right_lung", "left_lung", "heart", "right_clavicle", "left_clavicle")
 CXR_MAX_VALUE = 4095  # 12 bits stored
 ANTERIOR_RIBS = (0.2, 0.6)  # the fixed splits' range of the anterior ribs' density relative to the posterior ones'
+ZOOM = (0.92, 1.3)  # the fixed splits' range of the patient's zoom in the field of view (above 1: larger)
 
 
 def _harmonics(rng: np.random.Generator, t: np.ndarray, amp: float, n: int = 4) -> np.ndarray:
@@ -395,10 +396,11 @@ def _attenuation(rng: np.random.Generator, an: dict, size: int, anterior_ribs: t
     return np.clip(A, 0.0, None).astype(f32)
 
 
-def _frame(rng: np.random.Generator, A: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Zoom (mostly in), shift and rotate the patient in the field of view; air fills what comes into view."""
+def _frame(rng: np.random.Generator, A: np.ndarray, label: np.ndarray,
+           zoom_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Zoom (in ``zoom_range``), shift and rotate the patient in the field of view; air fills what comes into view."""
     size = A.shape[0]
-    zoom = float(rng.uniform(0.92, 1.3))
+    zoom = float(rng.uniform(*zoom_range))
     angle = float(np.deg2rad(rng.uniform(-5.0, 5.0)))
     shift = rng.uniform(-0.04, 0.04, 2) * size
     centre = np.array([0.45 * size, 0.5 * size])  # (row, column) the zoom keeps in place: mid-lungs
@@ -484,8 +486,8 @@ def _detector(rng: np.random.Generator, A: np.ndarray) -> np.ndarray:
     return img
 
 
-def generate_cxr(rng: np.random.Generator, size: int = 1024,
-                 anterior_ribs: tuple[float, float] = ANTERIOR_RIBS) -> tuple[np.ndarray, np.ndarray, dict]:
+def generate_cxr(rng: np.random.Generator, size: int = 1024, anterior_ribs: tuple[float, float] = ANTERIOR_RIBS,
+                 zoom: tuple[float, float] = ZOOM) -> tuple[np.ndarray, np.ndarray, dict]:
     """Generate one PA chest radiograph phantom and its label map.
 
     Args:
@@ -496,6 +498,8 @@ def generate_cxr(rng: np.random.Generator, size: int = 1024,
             posterior ribs'. The fixed phantom splits use the default; the training stream may widen it (the
             anterior ribs slope down towards the midline, the posterior ones away from it, so a network can take
             the ribs' slope as a lung's side where the anterior ones are always faint: docs/real_images.md).
+        zoom: ``(low, high)``, the range (0 < low <= high) of the patient's zoom in the field of view (below 1: the
+            patient smaller, air around); the fixed splits use the default, the training stream may widen it.
 
     Returns:
         ``(pixels, label, info)``: ``pixels`` uint16 (size, size) in 0..4095, MONOCHROME2 sense
@@ -508,17 +512,19 @@ def generate_cxr(rng: np.random.Generator, size: int = 1024,
         raise ValueError(f"Argument size should be an integer multiple of 8 and >= 128, got {size!r}.")
     if np.shape(anterior_ribs) != (2,) or not 0 <= anterior_ribs[0] <= anterior_ribs[1]:
         raise ValueError(f"Argument anterior_ribs should be (low, high) with 0 <= low <= high, got {anterior_ribs!r}.")
+    if np.shape(zoom) != (2,) or not 0 < zoom[0] <= zoom[1]:
+        raise ValueError(f"Argument zoom should be (low, high) with 0 < low <= high, got {zoom!r}.")
     size = int(size)
-    return _render(rng, _anatomy(rng, size), size, anterior_ribs)
+    return _render(rng, _anatomy(rng, size), size, anterior_ribs, zoom)
 
 
-def _render(rng: np.random.Generator, an: dict, size: int,
-            anterior_ribs: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, dict]:
+def _render(rng: np.random.Generator, an: dict, size: int, anterior_ribs: tuple[float, float],
+            zoom: tuple[float, float] = ZOOM) -> tuple[np.ndarray, np.ndarray, dict]:
     """:func:`generate_cxr` from the anatomy on: label map, attenuation, framing, devices, detector, window."""
     label = np.zeros((size, size), np.uint8)
     for value, key in enumerate(("lung_r", "lung_l", "heart", "clav_r", "clav_l"), start=1):
         label[an[key]] = value
-    A, label, framing = _frame(rng, _attenuation(rng, an, size, anterior_ribs), label)
+    A, label, framing = _frame(rng, _attenuation(rng, an, size, anterior_ribs), label, zoom)
     A += _devices(rng, size)
     img = _detector(rng, A)
     shutter = _collimation(rng, size)
