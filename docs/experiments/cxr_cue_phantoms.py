@@ -7,6 +7,9 @@ AttentionUnet and the UNet++ follow it only partly on a real radiograph. Here ea
 in phantoms only: the version-4 renderer draws the anatomy of a case, one structure of it is mirrored about the
 patient's midline (or removed, or made denser), and the rest of the case is rendered as usual. The lungs and their
 labels never move, so a network that keys on the changed structure gives wrong-sided lungs.
+Then the case as rendered is shown in another look (gamma, histogram equalisation, strong unsharp masking, blur)
+or framing (zoomed out or in), beyond the renderer's own ranges: a network whose side rests on the renderer's
+appearance or framing loses it there.
 
 For each network and change: the share of the lungs' pixels (reference label 1 or 2, predicted 1 or 2) that get
 the correct side, and the lungs' mean Dice, over ``--cases`` phantoms of a seed space of their own (rendered at
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from bundle import load_network
 from bundle.config import bundle_config
@@ -73,9 +77,45 @@ CHANGES = {"as rendered": lambda an: an, "heart and aortic knob mirrored": heart
            "anterior ribs as dense as posterior": anterior_ribs_dense, "anterior ribs only": anterior_ribs_only}
 
 
-def model_input(pixels: np.ndarray, label: np.ndarray, info: dict, to_model_grid) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rendered case as the stream gives it to training: display [0, 1] -> the model grid and domain."""
-    item = {"image": torch.from_numpy(rendered_display("cxr", pixels, info)), "label": torch.from_numpy(label[None].copy())}
+def equalised(display: np.ndarray) -> np.ndarray:
+    """Histogram equalisation: every grey level equally often, the flat look of heavily processed radiographs."""
+    ranks = np.argsort(np.argsort(display, axis=None)).reshape(display.shape)
+    return (ranks / (display.size - 1)).astype(np.float32)
+
+
+def unsharp(display: np.ndarray) -> np.ndarray:
+    """Strong unsharp masking (amount 2 at a 1/32-of-the-width blur), beyond the renderer's 0.2-1.2."""
+    sigma = display.shape[-1] / 32
+    return np.clip(display + 2.0 * (display - ndimage.gaussian_filter(display, (0, sigma, sigma))), 0, 1)
+
+
+APPEARANCES = {"as rendered": lambda d: d, "gamma 0.5": lambda d: d ** 0.5, "gamma 2": lambda d: d ** 2, "histogram equalised": equalised,
+               "strong unsharp masking": unsharp,
+               "blurred (sigma 1/128 of the width)": lambda d: ndimage.gaussian_filter(d, (0, d.shape[-1] / 128,
+                                                                                            d.shape[-1] / 128))}
+
+
+def zoomed(factor: float):
+    """The patient ``factor`` times larger in the field (below 1: smaller, air around), about the field's centre,
+    beyond the renderer's 0.92-1.3; label map alike."""
+    def frame(display: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        size = label.shape[-1]
+        matrix, offset = np.eye(2) / factor, (size - 1) / 2 * (1 - 1 / factor) * np.ones(2)
+        moved = [ndimage.affine_transform(channel, matrix, offset, order=1) for channel in display]
+        return np.stack(moved), ndimage.affine_transform(label, matrix, offset, order=0)
+    return frame
+
+
+FRAMINGS = {"as rendered": lambda display, label: (display, label), "zoomed out x0.75": zoomed(0.75),
+            "zoomed in x1.4": zoomed(1.4)}
+
+
+def model_input(pixels: np.ndarray, label: np.ndarray, info: dict, to_model_grid, appearance=APPEARANCES["as rendered"],
+                framing=FRAMINGS["as rendered"]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rendered case as the stream gives it to training: display [0, 1] (through ``appearance`` and
+    ``framing``) -> the model grid and domain."""
+    display, label = framing(appearance(rendered_display("cxr", pixels, info)), label)
+    item = {"image": torch.from_numpy(np.ascontiguousarray(display)), "label": torch.from_numpy(label[None].copy())}
     for transform in to_model_grid:
         item = transform(item)
     return torch.as_tensor(item["image"])[None].float(), torch.as_tensor(item["label"])[0]
@@ -111,12 +151,16 @@ def main() -> int:
                 for architecture in ARCHITECTURES}
     print("| change | " + " | ".join(f"{a}: correct side (lung Dice)" for a in networks) + " |")
     print("|---|" + "---|" * len(networks))
-    for name, change in CHANGES.items():
+    plain = CHANGES["as rendered"], APPEARANCES["as rendered"], FRAMINGS["as rendered"]
+    changes = {name: (change, *plain[1:]) for name, change in CHANGES.items()}
+    changes |= {name: (plain[0], look, plain[2]) for name, look in APPEARANCES.items() if name != "as rendered"}
+    changes |= {name: (*plain[:2], frame) for name, frame in FRAMINGS.items() if name != "as rendered"}
+    for name, (change, look, frame) in changes.items():
         scores = {a: [] for a in networks}
         for k in range(args.cases):
             rng = np.random.default_rng([0, 2, SEED_KEY, k])
             an = _anatomy(rng, SIZE)
-            image, label = model_input(*_render(rng, change(an), SIZE, ANTERIOR_RIBS), to_model_grid)
+            image, label = model_input(*_render(rng, change(an), SIZE, ANTERIOR_RIBS), to_model_grid, look, frame)
             for architecture, network in networks.items():
                 scores[architecture].append(lung_scores(network(image).argmax(1)[0], label))
         cells = [f"{np.mean([c for c, _ in s]):.0%} ({np.mean([d for _, d in s]):.3f})" for s in scores.values()]
