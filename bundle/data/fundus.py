@@ -284,7 +284,6 @@ def generate_fundus(rng: np.random.Generator, size: int = 512) -> tuple[np.ndarr
 
     # peripapillary atrophy: pale crescent / halo, sometimes with a dark pigment edge
     wimg = img[win]
-    wimg_bg = wimg.copy()
     ppa_kind = rng.choice(["none", "crescent", "halo"], p=[0.35, 0.4, 0.25])
     disc_soft = _soft(disc, rng.uniform(0.5, 1.5) * max(1.0, dd / 60))
     if ppa_kind != "none":
