@@ -519,7 +519,7 @@ def generate_cxr(rng: np.random.Generator, size: int = 1024, anterior_ribs: tupl
 
 
 def _render(rng: np.random.Generator, an: dict, size: int, anterior_ribs: tuple[float, float],
-            zoom: tuple[float, float] = ZOOM) -> tuple[np.ndarray, np.ndarray, dict]:
+            zoom: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, dict]:
     """:func:`generate_cxr` from the anatomy on: label map, attenuation, framing, devices, detector, window."""
     label = np.zeros((size, size), np.uint8)
     for value, key in enumerate(("lung_r", "lung_l", "heart", "clav_r", "clav_l"), start=1):

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from bundle import load_network
 from bundle.config import bundle_config
-from bundle.data.cxr import ANTERIOR_RIBS, _anatomy, _render
+from bundle.data.cxr import ANTERIOR_RIBS, ZOOM, _anatomy, _render
 from bundle.data.stream import rendered_display
 from bundle.networks import ARCHITECTURES
 
@@ -160,7 +160,7 @@ def main() -> int:
         for k in range(args.cases):
             rng = np.random.default_rng([0, 2, SEED_KEY, k])
             an = _anatomy(rng, SIZE)
-            image, label = model_input(*_render(rng, change(an), SIZE, ANTERIOR_RIBS), to_model_grid, look, frame)
+            image, label = model_input(*_render(rng, change(an), SIZE, ANTERIOR_RIBS, ZOOM), to_model_grid, look, frame)
             for architecture, network in networks.items():
                 scores[architecture].append(lung_scores(network(image).argmax(1)[0], label))
         cells = [f"{np.mean([c for c, _ in s]):.0%} ({np.mean([d for _, d in s]):.3f})" for s in scores.values()]
