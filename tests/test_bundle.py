@@ -77,6 +77,20 @@ def test_train_then_evaluate_tiny(bundle_root, tiny_datasets, tmp_path, task):
     assert f"dice_{names[1]}" in summary
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_train_on_the_stream_tiny(bundle_root, tiny_datasets, tmp_path, task):
+    """configs/train_stream.yaml as docs/training.md runs it, at its default render size for each task."""
+    files = [*_files(bundle_root, task, "train"), str(bundle_root / "configs" / "train_stream.yaml")]
+    wf = ConfigWorkflow(config_file=files, workflow_type="train", meta_file=str(bundle_root / "configs" / "metadata.json"),
+                        bundle_root=str(bundle_root), dataset_dir=str(tiny_datasets[task]), output_dir=str(tmp_path),
+                        max_epochs=1, val_interval=1, cases_per_epoch=2, batch_size=2, num_workers=0)
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    assert wf.trainer.state.iteration == 1
+    assert (tmp_path / "train_target" / "model_best.pt").is_file()
+
+
 @pytest.mark.parametrize("variant, architecture, prefix", [("target", "unet", "clean_target_"),
                                                           ("surrogate", "unet", "clean_surrogate_"),
                                                           ("target", "attention_unet", "clean_target_attention_unet_")])

@@ -71,3 +71,11 @@ def test_an_unknown_render_option_is_named_before_training():
         PhantomStream("cxr", 128, render_options={"anterior_rib": [0.2, 1.5]})
     with pytest.raises(ValueError, match="generate_fundus has no option anterior_ribs; its options are: none"):
         PhantomStream("fundus", 96, render_options={"anterior_ribs": [0.2, 1.5]})
+
+
+def test_a_bad_render_option_value_is_named_before_training():
+    """A value the renderer refuses fails when the stream is built (the config's instantiation), not in a worker."""
+    with pytest.raises(ValueError, match=r"stream_render_options \{'zoom': \[1.3, 0.5\]\}: Argument zoom should be"):
+        PhantomStream("cxr", 128, render_options={"zoom": [1.3, 0.5]})
+    with pytest.raises(ValueError, match="stream_render_size 512 .* should be a pair of integers"):
+        PhantomStream("dermoscopy", 512)

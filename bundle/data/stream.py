@@ -63,6 +63,11 @@ class PhantomStream(torch.utils.data.IterableDataset):
         if unknown:  # named here, not by the first sample deep in a DataLoader worker
             raise ValueError(f"stream_render_options: generate_{self.task} has no option {', '.join(unknown)}; "
                              f"its options are: {', '.join(known) or 'none'}.")
+        try:  # one case rendered here, so that a bad size or option value is named now, not by a DataLoader worker
+            self.case(0)
+        except ValueError as error:
+            raise ValueError(f"The training stream cannot render a {self.task} phantom with stream_render_size "
+                             f"{size!r} and stream_render_options {self.render_options!r}: {error}") from error
 
     def case(self, k: int) -> dict:
         """Case ``k`` of the stream, before ``transform``."""
