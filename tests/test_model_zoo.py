@@ -120,10 +120,11 @@ def test_inference_yaml_segments_a_request_without_a_label(task, tiny_datasets, 
     ("inference alone", ["inference"], "infer"),
     ("attack", ["common", "cxr", "attack", "pgd_heart"], "infer"),
 ])
-def test_check_properties_is_clean(workflow, files, kind, tiny_datasets):
+def test_check_properties_is_clean(workflow, files, kind, tiny_datasets, tmp_path):
     task = next((t for t in TASKS if t in files), "cxr")
     wf = ConfigWorkflow(config_file=[f"configs/{f}.yaml" for f in files], meta_file="configs/metadata.json",
-                        workflow_type=kind, bundle_root=".", dataset_dir=str(tiny_datasets[task]), num_cases=1)
+                        workflow_type=kind, bundle_root=".", dataset_dir=str(tiny_datasets[task]), num_cases=1,
+                        output_dir=str(tmp_path))  # the train workflow makes its checkpoint folder at initialize
     wf.initialize()
     assert wf.check_properties() == []
 
