@@ -40,7 +40,9 @@ EXAMPLES = {
               "  advseg attack asma --task fundus --input photo.jpg --target target.png --output out/\n"
               "  advseg attack pgd_untargeted --with strong --input scans/ --output out/ --attack::eps 0.02",
     "evaluate": "advseg evaluate --task fundus                       (clean Dice / IoU on the phantom test split)",
-    "train": "advseg train --task cxr --output runs/cxr                (the shipped weights' training config)",
+    "train": "advseg train --task dermoscopy --output runs/derm        (the fixed phantom training split)\n"
+             "  advseg train --stream --output runs/cxr                   (an endless stream of new phantoms, as the\n"
+             "                                                            shipped CXR and fundus weights were trained)",
     "robustness": "advseg robustness --input scans/ --output robust/ --eps 0.01 0.02   (worst case over APGD attacks)\n"
                   "  advseg robustness --targeted pgd_heart --num_cases 8          (targeted: the heart symbol)",
 }
@@ -206,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, epilog=f"example:\n  {EXAMPLES[name]}",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _common_options(p, inputs=name == "segment")
+        if name == "train":
+            p.add_argument("--stream", action="store_true",
+                           help="train on an endless, seeded stream of newly rendered phantoms (configs/train_stream.yaml: "
+                                "--cases_per_epoch, --stream_render_size, --stream_render_options) instead of the fixed "
+                                "training split; validation stays on the fixed split")
     p = sub.add_parser("robustness", help="a model's worst case over an attack ensemble at each eps of a sweep",
                        epilog=f"examples:\n  {EXAMPLES['robustness']}", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targeted", choices=("pgd_heart", "pgd_resize", "asma"), default=None,
@@ -263,7 +270,7 @@ def _workflow(args: argparse.Namespace, extra: list[str]) -> None:
                             f"target (see configs/{args.recipe}.yaml).")
         default_output = Path("outputs") / task / args.recipe
     else:
-        files = [WORKFLOWS[args.command]]
+        files = [WORKFLOWS[args.command], *(["train_stream.yaml"] if getattr(args, "stream", False) else [])]
         default_output = Path("outputs") / task / args.command
     if "tracking" in overrides:
         overrides["tracking"] = tracking_settings(overrides["tracking"], args.command)

@@ -105,6 +105,19 @@ def test_asma_attacks_one_photograph_towards_a_given_or_edited_target(tiny_datas
     assert len(rows(tmp_path / "edited")) == 1
 
 
+def test_train_on_the_stream_and_a_bad_render_option(tiny_datasets, tmp_path, capsys):
+    """--stream trains on new phantoms (here 2 cases); a render option the renderer refuses is one line, exit 2,
+    before any training."""
+    common = ["train", "--stream", "--task", "cxr", "--dataset_dir", str(tiny_datasets["cxr"]), "--max_epochs", "1",
+              "--val_interval", "1", "--cases_per_epoch", "2", "--batch_size", "2", "--num_workers", "0"]
+    assert main([*common, "--output", str(tmp_path / "bad"), "--stream_render_options", "{'zoom': [1.3, 0.5]}"]) == 2
+    err = capsys.readouterr().err
+    assert "stream_render_options {'zoom': [1.3, 0.5]}: Argument zoom should be (low, high)" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "bad" / "train_target" / "model_best.pt").exists()
+    assert main([*common, "--output", str(tmp_path / "good"), "--stream_render_size", "256"]) == 0
+    assert (tmp_path / "good" / "train_target" / "model_best.pt").is_file()
+
+
 def test_a_model_of_ones_own_as_state_dict_torchscript_and_monai_bundle(tiny_datasets, two_scans, tmp_path, capsys):
     """A SegResNet trained by the bundle's own train config, attacked in its three forms with the same result."""
     assert main(["train", "--task", "cxr", "--network_def", SEGRESNET, "--dataset_dir", str(tiny_datasets["cxr"]),
