@@ -100,6 +100,15 @@ def _check_radiograph(path: Path, ds: pydicom.Dataset, force: bool) -> None:
     _check_size(path, int(ds.Rows), int(ds.Columns))
 
 
+def _image_format(path: Path) -> str | None:
+    """The format name (``PNG``, ``JPEG``...) of an image file that Pillow recognises, else ``None``."""
+    try:
+        with Image.open(path) as im:
+            return im.format
+    except Exception:  # noqa: BLE001 - not an image Pillow knows
+        return None
+
+
 def read_xray_dicom(path: str | Path, force: bool = False, *,
                     dataset: pydicom.Dataset | None = None) -> tuple[np.ndarray, dict]:
     """Read a single-frame grayscale DICOM chest radiograph as display intensities in ``[0, 1]``.
@@ -128,6 +137,11 @@ def read_xray_dicom(path: str | Path, force: bool = False, *,
         try:
             ds = pydicom.dcmread(path)
         except Exception as e:  # pydicom raises many types for damaged files
+            kind = _image_format(path)
+            if kind is not None:
+                raise ValueError(f"{path} is a {kind} image, not DICOM: the cxr task reads chest radiographs as DICOM "
+                                 f"files (CR or DX, one grayscale frame). Export the radiograph as DICOM from where it "
+                                 f"came from; for a photograph choose the task fundus or dermoscopy.") from e
             raise ValueError(f"{path} is not a readable DICOM image ({type(e).__name__}: {e}); "
                              f"the file may be truncated or corrupt.") from e
     _check_radiograph(path, ds, force)

@@ -170,6 +170,15 @@ def test_files_that_are_not_dicom_are_named(tmp_path, content):
         read_xray_dicom(path)
 
 
+@pytest.mark.parametrize("name, kind", [("chest.png", "PNG"), ("chest.jpg", "JPEG")])
+def test_a_photograph_format_given_to_the_cxr_task_is_named(tmp_path, name, kind):
+    """A chest X-ray saved as PNG or JPEG is not called corrupt: the message says what it is and what cxr reads."""
+    path = tmp_path / name
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(path)
+    with refused(tmp_path, f"{name} is a {kind} image, not DICOM: the cxr task reads chest radiographs as DICOM"):
+        read_xray_dicom(path)
+
+
 def test_rescale_slope_zero_is_refused_before_export(tmp_path):
     """The export divided by the slope (ZeroDivisionError); the reader refuses the file first."""
     path = chest(tmp_path / "x.dcm", RescaleSlope="0")
