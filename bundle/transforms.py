@@ -18,6 +18,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from PIL import Image, UnidentifiedImageError
 
+from bundle.inputs import is_dicom
+
 __all__ = ["read_xray_dicom", "read_photo", "read_label_map", "LoadXrayDicomd", "LoadPhotod", "LoadLabelMapd",
            "SUPPORTED_PHOTOMETRIC", "spacing_pair", "voi_range", "pixel_spacing", "XRAY_MODALITIES", "CHEST_BODY_PARTS",
            "MIN_IMAGE_SIDE"]
@@ -255,6 +257,10 @@ def read_photo(path: str | Path) -> tuple[np.ndarray, dict]:
                 raise ValueError(f"{path} is a {mode} image; supported are 8-bit gray, palette and colour, 16-bit "
                                  f"gray and float in [0, 1]. Convert it to an 8-bit RGB or 16-bit gray PNG.")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        if is_dicom(path):
+            raise ValueError(f"{path} is a DICOM file: the photograph tasks (fundus, dermoscopy) read PNG, JPEG or TIFF "
+                             f"photographs, and DICOM is read by the cxr task (chest radiographs). Export the "
+                             f"photograph as PNG or JPEG.") from e
         raise ValueError(f"{path} is not a readable image ({e}); the file may be truncated or corrupt.") from e
     return rgb, {"filename_or_obj": str(path), "spatial_shape": np.asarray(rgb.shape[:2])}
 

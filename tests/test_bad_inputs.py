@@ -179,6 +179,14 @@ def test_a_photograph_format_given_to_the_cxr_task_is_named(tmp_path, name, kind
         read_xray_dicom(path)
 
 
+def test_a_dicom_file_given_to_a_photograph_task_is_named(tmp_path):
+    """pydicom-data's colour Secondary Capture as a fundus or dermoscopy input: named as DICOM, not as corrupt."""
+    path = tmp_path / "photo.dcm"
+    shutil.copy(get_testdata_file("SC_rgb.dcm"), path)
+    with refused(tmp_path, "photo.dcm is a DICOM file: the photograph tasks .* read PNG, JPEG or TIFF"):
+        read_photo(path)
+
+
 def test_rescale_slope_zero_is_refused_before_export(tmp_path):
     """The export divided by the slope (ZeroDivisionError); the reader refuses the file first."""
     path = chest(tmp_path / "x.dcm", RescaleSlope="0")
