@@ -16,12 +16,12 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bundle.inputs import is_dicom
 
 __all__ = ["read_xray_dicom", "read_photo", "read_label_map", "LoadXrayDicomd", "LoadPhotod", "LoadLabelMapd",
-           "SUPPORTED_PHOTOMETRIC", "spacing_pair", "voi_range", "pixel_spacing", "XRAY_MODALITIES", "CHEST_BODY_PARTS",
+           "SUPPORTED_PHOTOMETRIC", "photo_size", "spacing_pair", "voi_range", "pixel_spacing", "XRAY_MODALITIES", "CHEST_BODY_PARTS",
            "MIN_IMAGE_SIDE"]
 
 SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
@@ -233,22 +233,22 @@ def read_photo(path: str | Path) -> tuple[np.ndarray, dict]:
     * 32-bit float (``F``, float TIFF): taken as it is when every value lies in ``[0, 1]``; NaN, infinity or
       values outside ``[0, 1]`` are refused (convert the image to 8- or 16-bit first).
 
-    Any other mode, several frames, fewer than ``MIN_IMAGE_SIDE`` pixels on a side or a damaged file raise a
-    ``ValueError`` naming the file. The file is only read.
+    The photograph is read as viewers show it: an EXIF orientation (a phone's portrait photograph) is applied,
+    and of a multi-picture JPEG (MPO: a phone's HDR gain map or depth map, a stereo camera's second view) the
+    primary image is read. Any other mode, several frames of another format (multi-page TIFF, animated PNG or
+    GIF), fewer than ``MIN_IMAGE_SIDE`` pixels on a side or a damaged file raise a ``ValueError`` naming the
+    file. The file is only read.
     """
     path = _require_file(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode, frames = im.mode, getattr(im, "n_frames", 1)
-            if frames > 1:
-                raise ValueError(f"{path} holds {frames} frames (pages); a single photograph is expected. Save the "
-                                 f"one you mean as its own file.")
+        with Image.open(path) as opened:
+            im = _as_shown(path, opened)
+            mode = im.mode
             _check_size(path, im.height, im.width)
             if mode in _EIGHT_BIT_MODES:
                 rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
             elif mode in _SIXTEEN_BIT_MODES:
-                gray = _sixteen_bit_gray(path, im)
+                gray = _sixteen_bit_gray(path, im, getattr(opened, "tag_v2", None))
                 rgb = np.repeat(gray[..., None], 3, axis=2)
             elif mode == "F":
                 gray = _float_gray(path, np.asarray(im, dtype=np.float32))
@@ -265,8 +265,26 @@ def read_photo(path: str | Path) -> tuple[np.ndarray, dict]:
     return rgb, {"filename_or_obj": str(path), "spatial_shape": np.asarray(rgb.shape[:2])}
 
 
-def _sixteen_bit_gray(path: Path, im: Image.Image) -> np.ndarray:
-    tags = getattr(im, "tag_v2", None)
+def _as_shown(path: Path, im: Image.Image) -> Image.Image:
+    """The decoded picture a viewer shows of the open file ``im``: its primary image, EXIF orientation applied."""
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1 and im.format != "MPO":
+        raise ValueError(f"{path} holds {frames} frames (pages); a single photograph is expected. Save the "
+                         f"one you mean as its own file.")
+    im.load()  # the first frame: an MPO's primary image
+    return ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+
+
+def photo_size(path: str | Path) -> tuple[int, int]:
+    """``(rows, columns)`` of a photograph as :func:`read_photo` reads it (EXIF orientation applied), from its
+    header."""
+    with Image.open(path) as im:
+        turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # Orientation: transposed or rotated by 90 degrees
+        return (im.width, im.height) if turned else (im.height, im.width)
+
+
+def _sixteen_bit_gray(path: Path, im: Image.Image, tags: Mapping | None) -> np.ndarray:
+    """``im``'s 16-bit gray values over the peak of their bit depth; ``tags``: the file's TIFF tags, if any."""
     declared = tags.get(258) if tags is not None else None  # TIFF BitsPerSample
     bits = int(declared[0] if isinstance(declared, tuple) else declared) if declared else 16
     if (im.mode == "I" and im.format != "PNG" and not declared) or bits > 16:

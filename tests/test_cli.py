@@ -235,6 +235,32 @@ def test_segment_warns_about_an_image_unlike_the_tasks_images(tiny_datasets, tmp
     assert (tmp_path / "seg" / phantom.stem / "label.png").is_file()
 
 
+def test_a_phone_photograph_is_segmented_as_viewers_show_it(tiny_datasets, tmp_path):
+    """An iPhone JPEG (dermapred 0.0.3's example image) was refused as holding "2 frames (pages)": it is a
+    multi-picture JPEG whose second picture is an HDR gain map. A portrait photograph is stored sideways with an
+    EXIF orientation. Both are segmented as any viewer shows them, with label maps of the size shown."""
+    from PIL import ImageOps
+
+    shown = np.asarray(Image.open(sorted((tiny_datasets["dermoscopy"] / "images").iterdir())[0]).convert("RGB"))
+    Image.fromarray(shown).save(tmp_path / "upright.png")
+    portrait = Image.Exif()
+    portrait[0x0112] = 6  # rotate 90 degrees clockwise to show
+    Image.fromarray(np.rot90(shown).copy()).save(tmp_path / "sideways.png", exif=portrait)
+    assert np.array_equal(np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "sideways.png"))), shown)
+    gain_map = Image.fromarray(shown[::2, ::2, 0])
+    Image.fromarray(shown).save(tmp_path / "phone.jpg", format="MPO", quality=95, save_all=True,
+                                append_images=[gain_map])
+    assert Image.open(tmp_path / "phone.jpg").n_frames == 2
+    assert main(["segment", "--task", "dermoscopy", "--input", str(tmp_path / "upright.png"),
+                 str(tmp_path / "sideways.png"), str(tmp_path / "phone.jpg"), "--output", str(tmp_path / "seg")]) == 0
+    labels = {name: np.asarray(Image.open(tmp_path / "seg" / name / "label.png"))
+              for name in ("upright", "sideways", "phone")}
+    assert all(label.shape == shown.shape[:2] for label in labels.values())
+    assert labels["upright"].any() and np.array_equal(labels["sideways"], labels["upright"])
+    agree = (labels["phone"] == labels["upright"]).mean()
+    assert agree > 0.98, agree  # the primary picture, JPEG-compressed at quality 95
+
+
 def test_a_real_chest_radiograph_in_one_command(tmp_path):
     """pydicom-data's PA chest CR (1955 x 1841, MONOCHROME1, Pixel Spacing 0\\0): derived DICOM, SEGs and SC that
     the validator accepts (errors only: the source's own warnings are inherited), and the target IoU printed."""

@@ -276,6 +276,19 @@ def test_isic_non_binary_mask(tmp_path):
     assert output_files(tmp_path / "out") == []
 
 
+def test_isic_image_with_an_exif_orientation_is_refused(tmp_path):
+    """Orientation 3 (upside down) keeps the size, so the mask's size cannot tell which pixels it was drawn on;
+    converting anyway would train on a mask turned against its image as the bundle reads it."""
+    write_isic(tmp_path, n=3)
+    image = tmp_path / "ISIC2018_Task1-2_Training_Input" / "ISIC_0000001.jpg"
+    upside_down = Image.Exif()
+    upside_down[0x0112] = 3
+    Image.open(image).save(image, quality=90, exif=upside_down)
+    with pytest.raises(ValueError, match=r"ISIC_0000001\.jpg has EXIF orientation 3: .*Save the image upright"):
+        convert_isic(image.parent, tmp_path / "ISIC2018_Task1_Training_GroundTruth", tmp_path / "out")
+    assert output_files(tmp_path / "out") == []
+
+
 # ---------------------------------------------------------------- fundus folders
 
 def disc_cup(h: int, w: int, i: int) -> tuple[np.ndarray, np.ndarray]:

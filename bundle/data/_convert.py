@@ -94,7 +94,8 @@ def check_fractions(fractions: Sequence[float], names: Sequence[str]) -> tuple[f
 
 
 def image_size(path: Path, *, decode: bool = False) -> tuple[int, int]:
-    """(width, height) of an image; ``ValueError`` naming the file if PIL cannot read it.
+    """(width, height) of an image; ``ValueError`` naming the file if PIL cannot read it or an EXIF orientation
+    turns it (which pixels its mask was drawn on cannot be told).
 
     Only the header is read unless ``decode``: then every pixel is decoded, so a truncated or corrupt file
     (whose header is intact) is found before it is copied into a dataset.
@@ -103,10 +104,18 @@ def image_size(path: Path, *, decode: bool = False) -> tuple[int, int]:
         with Image.open(path) as img:
             if decode:
                 img.load()
-            return img.size
+            orientation = img.getexif().get(0x0112, 1)
+            size = img.size
     except (OSError, SyntaxError, Image.DecompressionBombError) as err:  # UnidentifiedImageError is an OSError
         raise ValueError(f"Cannot read image {path}: {err}. The file may be truncated or corrupt: download it "
                          f"again or remove it from the input folder.") from err
+    if orientation != 1:
+        raise ValueError(f"{path} has EXIF orientation {orientation}: viewers, and the bundle, show it turned or "
+                         f"mirrored, so its mask may be drawn on either the stored or the shown pixels, and which "
+                         f"cannot be told. Save the image upright (e.g. python -c \"from PIL import Image, "
+                         f"ImageOps; ImageOps.exif_transpose(Image.open('{path.name}')).save('upright.png')\"), "
+                         f"draw or check its mask on that, and convert again.")
+    return size
 
 
 def load_gray(path: Path) -> np.ndarray:

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from ignite.engine import Engine, Events
-from PIL import Image
 
 from bundle._files import safe_name
 from bundle.handlers.attack_metrics import case_names
 from bundle.inputs import is_dicom
 from bundle.io import label_to_native, write_png, write_seg
 from bundle.metrics import implausible_structures
+from bundle.transforms import photo_size
 
 __all__ = ["PredictionSaver", "WARNING_FILE"]
 
@@ -33,8 +33,7 @@ def native_size(source: Path) -> tuple[int, int]:
     if is_dicom(source):
         ds = pydicom.dcmread(source, stop_before_pixels=True)
         return int(ds.Rows), int(ds.Columns)
-    with Image.open(source) as im:
-        return im.height, im.width
+    return photo_size(source)
 
 
 class PredictionSaver:
