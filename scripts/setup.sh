@@ -71,3 +71,21 @@ if [ -z "${ADVSEG_NO_VIEWERS:-}" ]; then
             "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null
     fi
 fi
+
+# --- A real skin photograph (scripts/real_dermoscopy.py, tests/test_real_dermoscopy.py) ---------------------------
+# The wheel of PyPI's dermapred 0.0.3 (Apache-2.0) carries an iPhone close-up of hairy skin with naevi; only that
+# JPEG is unpacked, into $ADVSEG_REAL_IMAGES (default ~/.cache/advseg-real); the package is not installed.
+real_images="${ADVSEG_REAL_IMAGES:-$HOME/.cache/advseg-real}"
+if [ ! -f "$real_images/dermapred-0.0.3-example_image.jpg" ]; then
+    unpack="$(mktemp -d)"
+    "$PY" -m pip download -q --no-deps --only-binary :all: -d "$unpack" "dermapred==0.0.3"
+    mkdir -p "$real_images"
+    "$PY" - "$unpack"/dermapred-0.0.3-*.whl "$real_images/dermapred-0.0.3-example_image.jpg" <<'PYEOF'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open("dermapred/examples/example_image.jpg") as src, \
+        open(sys.argv[2] + ".part", "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PYEOF
+    mv "$real_images/dermapred-0.0.3-example_image.jpg.part" "$real_images/dermapred-0.0.3-example_image.jpg"
+    rm -rf "$unpack"
+fi
