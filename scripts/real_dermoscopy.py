@@ -2,6 +2,7 @@
 
     python scripts/real_dermoscopy.py                        # the shipped models/dermoscopy.pt
     python scripts/real_dermoscopy.py --model <state_dict.pt> --name <name>
+    python scripts/real_dermoscopy.py --stats 60           # appearance: the photograph against phantoms
 
 No dermoscopy image could be found offline; the nearest real one is the example photograph in the wheel of PyPI's
 dermapred 0.0.3 (Apache-2.0): an iPhone close-up of hairy skin, 1528 x 1360, with a 56-pixel pigmented naevus and
@@ -15,6 +16,10 @@ fills 5-60 % of the field; the phantoms' lesions fill 10-60 %). Measures: lesion
 predicted and the reference centroids in reference radii (radius of the circle of the reference's area); the
 predicted area over the reference's; the predicted pieces, counted as the attack runs' warning counts them. The
 photograph is only evaluated on: never used to train a model or to choose renderer settings.
+
+``--stats N`` prints appearance statistics of the naevus and its framings and of ``N`` phantoms of the renderer
+that ``bundle`` imports: the lesion's colour step from the skin around it, its brightness ratio, the width of
+its edge, and the green channel's spectrum at the model grid (no model is run).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from bundle.metrics import structure_pieces
 from bundle.transforms import read_photo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_fundus import crop, crop_box, dice, segment  # noqa: E402  (the same framing and scoring)
+from real_fundus import crop, crop_box, dice, segment, spectrum_slope  # noqa: E402  (the same framing and scoring)
 
 ROOT = Path(__file__).resolve().parents[1]
 ANNOTATION = ROOT / "tests" / "data" / "real" / "dermapred_naevus.json"
@@ -116,6 +121,69 @@ def _overlay(image: np.ndarray, pred: np.ndarray, reference: np.ndarray) -> np.n
     return out
 
 
+# ---------------- appearance statistics ----------------
+
+def lesion_contrast(image: np.ndarray, lesion: np.ndarray) -> tuple[float, float]:
+    """Distance of the lesion's mean colour (8 px inside its border and deeper) from the skin's (a band 10-40 px
+    outside), RGB in [0, 1], and the lesion's mean brightness over the skin's."""
+    inner = ndimage.binary_erosion(lesion, iterations=8)
+    band = ndimage.binary_dilation(lesion, iterations=40) & ~ndimage.binary_dilation(lesion, iterations=10)
+    inside, skin = image[inner].mean(0), image[band].mean(0)
+    return float(np.linalg.norm(inside - skin)), float(inside.mean() / skin.mean())
+
+
+def edge_width(image: np.ndarray, lesion: np.ndarray) -> float:
+    """Width over which the mean brightness crosses from 10 to 90 % of its step at the lesion's border, in lesion
+    radii: the profile against the signed distance to the border, within 0.3 radii of it."""
+    brightness = image.mean(2)
+    signed = np.where(lesion, ndimage.distance_transform_edt(lesion), -ndimage.distance_transform_edt(~lesion))
+    radius = np.sqrt(lesion.sum() / np.pi)
+    reach = max(3, round(0.3 * radius))
+    bins = np.arange(-reach, reach + 1)
+    nearest = np.rint(signed).astype(int)
+    found = [b for b in bins if (nearest == b).any()]  # a lesion cut by the frame may lack some distances
+    profile = np.array([brightness[nearest == b].mean() for b in found])
+    k = max(1, reach // 3)
+    step = (profile - profile[:k].mean()) / (profile[-k:].mean() - profile[:k].mean())
+    fine = np.linspace(-reach, reach, 20 * bins.size)
+    fine_step = np.interp(fine, found, step)
+    return float((fine[np.argmax(fine_step > 0.9)] - fine[np.argmax(fine_step > 0.1)]) / radius)
+
+
+def grid_spectrum(image: np.ndarray) -> tuple[float, float]:
+    """``spectrum_slope`` of the image as the model sees it: resized to the 256 grid (area when shrinking)."""
+    resample = Image.BOX if min(image.shape[:2]) >= 256 else Image.BILINEAR
+    return spectrum_slope(np.asarray(Image.fromarray(image).resize((256, 256), resample)))
+
+
+def appearance_table(n: int, factors: list[float]) -> str:
+    """Markdown table of the statistics for the photograph, its naevus crops and ``n`` phantoms."""
+    from bundle.data.dermoscopy import generate_dermoscopy
+
+    image = np.rint(read_photo(photograph_path())[0] * 255).astype(np.uint8)
+    lesion = reference_mask(json.loads(ANNOTATION.read_text()))
+    contrast, ratio = lesion_contrast(image / 255.0, lesion)
+    width = edge_width(image / 255.0, lesion)
+    lines = ["| image | colour step | brightness ratio | edge 10-90 % (radii) | spectrum slope | power > 32 cycles |",
+             "|---|---|---|---|---|---|"]
+    for name, pixels in [("real: whole photograph", image)] + [
+            (f"real: naevus crop, {f:g} diameters", crop(image, crop_box(lesion, f))) for f in factors]:
+        slope, high = grid_spectrum(pixels)
+        lines.append(f"| {name} | {contrast:.2f} | {ratio:.2f} | {width:.2f} | {slope:.2f} | {100 * high:.2f} % |")
+    stats = []
+    for k in range(n):  # seeds of neither the fixed splits nor the training stream
+        pixels, label, _ = generate_dermoscopy(np.random.default_rng([4242, k]))
+        stats.append((*lesion_contrast(pixels / 255.0, label > 0), edge_width(pixels / 255.0, label > 0),
+                      *grid_spectrum(pixels)))
+    cells = []
+    for c, column in enumerate(np.array(stats).T):
+        lo, mid, hi = np.percentile(column * (100 if c == 4 else 1), [0, 50, 100])
+        unit = " %" if c == 4 else ""
+        cells.append(f"{mid:.2f}{unit} ({lo:.2f}-{hi:.2f})")
+    lines.append(f"| phantoms (n={n}): median (min-max) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="state_dict of a dermoscopy U-Net (default: models/dermoscopy.pt)")
@@ -124,12 +192,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="sides of the naevus-centred crops in naevus diameters (default 1.5 2 3 4)")
     parser.add_argument("--figure", type=Path, default=None,
                         help="overlay picture (default docs/figures/real_dermoscopy_<name>.png; 'none' for no picture)")
+    parser.add_argument("--stats", type=int, default=0, metavar="N",
+                        help="print appearance statistics of the photograph and of N phantoms instead")
     args = parser.parse_args(argv)
     if any(f < 1 for f in args.crops):
         parser.error(f"Option --crops takes naevus diameters >= 1, got {' '.join(f'{f:g}' for f in args.crops)}.")
     name = args.name or Path(args.model or "models/dermoscopy.pt").stem
     figure = None if str(args.figure) == "none" else (args.figure or ROOT / "docs" / "figures" / f"real_dermoscopy_{name}.png")
     try:
+        if args.stats:
+            print(appearance_table(args.stats, args.crops))
+            return 0
         rows = evaluate(args.model, args.crops, figure)
     except FileNotFoundError as e:
         parser.exit(2, f"real_dermoscopy: error: {e}\n")
