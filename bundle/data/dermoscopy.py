@@ -3,13 +3,20 @@
 Geometry first (irregular lesion mask, hairs, bubbles, dermatoscope frame), label from the lesion mask
 before any blur, then colour rendered from that geometry with vectorised numpy / scipy / PIL.
 
+Renderer version 2 (issue 24) randomises the acquisition as well: lesions from 5 % of the field, the skin's
+magnification, exposure and gamma, optical blur, sensor noise, sharpening, JPEG compression, and a third of
+the cases rendered as a small picture enlarged to full size (a close-up cropped from a phone photograph), so
+that fine detail ranges from smoother to more detailed than real close-ups (docs/real_images.md, "Dermoscopy").
+
 Label values: 0 background (skin, hair outside the lesion, frame), 1 lesion.
 """
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
 from bundle.data._noise import fractal, smooth_noise
@@ -101,7 +108,9 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
     Returns:
         ``(image, label, info)``: ``image`` uint8 ``(H, W, 3)`` RGB; ``label`` uint8 ``(H, W)`` in {0, 1}
         (1 = lesion); ``info`` with ``skin_tone`` (0 light - 1 dark), ``lesion_tone`` (0 light tan - 1 near
-        black), ``area_fraction`` (of the label), ``n_hairs``, ``n_bubbles``, ``frame`` (bool).
+        black), ``area_fraction`` (of the label), ``n_hairs``, ``n_bubbles``, ``frame`` (bool), ``gamma``,
+        ``jpeg_quality`` (0: not compressed), ``enlarged`` (1: rendered at full size, else the factor by which
+        a smaller picture was enlarged).
     """
     if (not isinstance(size, (tuple, list)) or len(size) != 2
             or not all(isinstance(s, (int, np.integer)) and s >= 64 for s in size)):
@@ -113,7 +122,7 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
     scale = np.sqrt(h * w) / np.sqrt(384 * 512)
 
     # ---------------- geometry ----------------
-    area_target = rng.uniform(0.10, 0.60)
+    area_target = rng.uniform(0.05, 0.60)
     lesion, lc, r0 = _lesion_mask(rng, shape, area_target, yy, xx)
     frame = rng.random() < 0.4
     frame_a = np.ones(shape, f32)
@@ -132,7 +141,7 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
     img = skin[None, None, :] * (1 + 0.05 * tex[..., None])
     red = np.clip(smooth_noise(rng, shape, 50 * scale), 0, None)  # erythema blotches
     img *= 1 - (rng.uniform(0, 0.12) * red)[..., None] * np.array([0.0, 0.6, 0.5], f32)
-    furrows = _lines(rng, shape, rng.uniform(8, 14) * scale, 0.8 * scale) * np.clip(smooth_noise(rng, shape, 40 * scale) + 0.5, 0, 1)
+    furrows = _lines(rng, shape, rng.uniform(6, 24) * scale, 0.8 * scale) * np.clip(smooth_noise(rng, shape, 40 * scale) + 0.5, 0, 1)
     img *= 1 - (rng.uniform(0.02, 0.06) * furrows)[..., None]
     img *= 1 + (0.015 * smooth_noise(rng, shape, 2.0 * scale))[..., None]  # pores / fine grain
     if rng.random() < 0.4:  # erythematous halo just outside the lesion
@@ -221,10 +230,25 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
     illum *= 1 - vig * np.clip(rr / rng.uniform(0.7, 1.0), 0, 1) ** rng.uniform(1.5, 4.0)
     img *= illum[..., None]
     img *= (1 + rng.normal(0, 0.04, 3)).astype(f32)  # white balance
-    img = ndimage.gaussian_filter(img, (rng.uniform(0.4, 0.9) * scale,) * 2 + (0,))
+    gamma = float(rng.uniform(0.75, 1.35))
+    img = np.clip(img * rng.uniform(0.8, 1.2), 0, 1) ** gamma  # exposure and the camera's tone curve
+    img = ndimage.gaussian_filter(img, (rng.uniform(0.4, 1.2) * scale,) * 2 + (0,))
     img = img * frame_a[..., None] + (1 - frame_a[..., None]) * rng.uniform(0.0, 0.06)
-    img += rng.normal(0, rng.uniform(0.005, 0.015), img.shape).astype(f32)
-    image = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+    img += rng.normal(0, rng.uniform(0.005, 0.03), img.shape).astype(f32)
+    picture = Image.fromarray(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8))
+    if rng.random() < 0.3:
+        picture = picture.filter(ImageFilter.UnsharpMask(radius=rng.uniform(1, 3), percent=int(rng.uniform(50, 150)),
+                                                         threshold=2))
+    jpeg_quality = int(rng.integers(40, 96)) if rng.random() < 0.5 else 0
+    if jpeg_quality:
+        buf = io.BytesIO()
+        picture.save(buf, "JPEG", quality=jpeg_quality)
+        picture = Image.open(buf).convert("RGB")
+    enlarged = float(np.exp(rng.uniform(np.log(1.5), np.log(8)))) if rng.random() < 0.3 else 1.0
+    if enlarged > 1:  # a small picture enlarged to full size: its fine detail is gone
+        small = (max(8, round(w / enlarged)), max(8, round(h / enlarged)))
+        picture = picture.resize(small, Image.BOX).resize((w, h), Image.BILINEAR)
+    image = np.asarray(picture)
 
     info = {
         "skin_tone": round(skin_t, 4),
@@ -233,5 +257,8 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
         "n_hairs": n_hairs,
         "n_bubbles": n_bubbles,
         "frame": bool(frame),
+        "gamma": round(gamma, 4),
+        "jpeg_quality": jpeg_quality,
+        "enlarged": round(enlarged, 4),
     }
     return image, label, info

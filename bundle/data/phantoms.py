@@ -28,7 +28,8 @@ TASKS = ("fundus", "dermoscopy", "cxr")
 # renderer version per task, written to phantom.json; a folder of another version is refused, not mixed.
 # cxr 2: the lungs' air term calibrated to a real chest radiograph's heart - lung contrast (docs/attacks.md)
 # cxr 3, fundus 2: everything but the label randomised (framing, devices, processing, window...) to transfer to real images
-PHANTOM_VERSIONS: dict[str, int] = {"fundus": 2, "dermoscopy": 1, "cxr": 4}
+# dermoscopy 2: the acquisition randomised too (magnification, exposure, blur, noise, sharpening, JPEG, enlargement)
+PHANTOM_VERSIONS: dict[str, int] = {"fundus": 2, "dermoscopy": 2, "cxr": 4}
 
 # cases per split; CXR follows Bortsova et al.: 100 training, 23 validation, 20 test images
 SPLIT_SIZES: dict[str, dict[str, int]] = {
