@@ -19,7 +19,8 @@ photograph is only evaluated on: never used to train a model or to choose render
 
 ``--stats N`` prints appearance statistics of the naevus and its framings and of ``N`` phantoms of the renderer
 that ``bundle`` imports: the lesion's colour step from the skin around it, its brightness ratio, the width of
-its edge, and the green channel's spectrum at the model grid (no model is run).
+its edge, the green channel's spectrum, and the brightness variation of the skin around the lesion and of the
+lesion itself at the model grid (no model is run).
 """
 
 from __future__ import annotations
@@ -156,6 +157,20 @@ def grid_spectrum(image: np.ndarray) -> tuple[float, float]:
     return spectrum_slope(np.asarray(Image.fromarray(image).resize((256, 256), resample)))
 
 
+def grid_variation(image: np.ndarray, lesion: np.ndarray) -> tuple[float, float]:
+    """Brightness variation (standard deviation over mean) of the skin in a band 6-40 px around the lesion
+    (pixels darker than 0.12, a dermatoscope's black frame, left out) and of the lesion 6 px inside its border,
+    on the 256 grid."""
+    resample = Image.BOX if min(image.shape[:2]) >= 256 else Image.BILINEAR
+    brightness = np.asarray(Image.fromarray(image).resize((256, 256), resample), np.float64).mean(2) / 255
+    grid_lesion = np.asarray(Image.fromarray(lesion.astype(np.uint8)).resize((256, 256), Image.NEAREST), bool)
+    near = ndimage.binary_dilation(grid_lesion, iterations=6)
+    band = ndimage.binary_dilation(grid_lesion, iterations=40) & ~near & (brightness > 0.12)
+    inner = ndimage.binary_erosion(grid_lesion, iterations=6)
+    skin, core = brightness[band], brightness[inner]
+    return float(skin.std() / skin.mean()), float(core.std() / core.mean()) if core.size else float("nan")
+
+
 def appearance_table(n: int, factors: list[float]) -> str:
     """Markdown table of the statistics for the photograph, its naevus crops and ``n`` phantoms."""
     from bundle.data.dermoscopy import generate_dermoscopy
@@ -164,22 +179,26 @@ def appearance_table(n: int, factors: list[float]) -> str:
     lesion = reference_mask(json.loads(ANNOTATION.read_text()))
     contrast, ratio = lesion_contrast(image / 255.0, lesion)
     width = edge_width(image / 255.0, lesion)
-    lines = ["| image | colour step | brightness ratio | edge 10-90 % (radii) | spectrum slope | power > 32 cycles |",
-             "|---|---|---|---|---|---|"]
-    for name, pixels in [("real: whole photograph", image)] + [
-            (f"real: naevus crop, {f:g} diameters", crop(image, crop_box(lesion, f))) for f in factors]:
+    lines = ["| image | colour step | brightness ratio | edge 10-90 % (radii) | spectrum slope | power > 32 cycles "
+             "| skin variation | lesion variation |", "|---|---|---|---|---|---|---|---|"]
+    for name, pixels, mask in [("real: whole photograph", image, lesion)] + [
+            (f"real: naevus crop, {f:g} diameters", crop(image, crop_box(lesion, f)), crop(lesion, crop_box(lesion, f)))
+            for f in factors]:
         slope, high = grid_spectrum(pixels)
-        lines.append(f"| {name} | {contrast:.2f} | {ratio:.2f} | {width:.2f} | {slope:.2f} | {100 * high:.2f} % |")
+        skin, core = grid_variation(pixels, mask)
+        lines.append(f"| {name} | {contrast:.2f} | {ratio:.2f} | {width:.2f} | {slope:.2f} | {100 * high:.2f} % | "
+                     f"{skin:.3f} | {core:.3f} |".replace("nan", "-"))  # a lesion too small for its core
     stats = []
     for k in range(n):  # seeds of neither the fixed splits nor the training stream
         pixels, label, _ = generate_dermoscopy(np.random.default_rng([4242, k]))
         stats.append((*lesion_contrast(pixels / 255.0, label > 0), edge_width(pixels / 255.0, label > 0),
-                      *grid_spectrum(pixels)))
+                      *grid_spectrum(pixels), *grid_variation(pixels, label > 0)))
     cells = []
     for c, column in enumerate(np.array(stats).T):
-        lo, mid, hi = np.percentile(column * (100 if c == 4 else 1), [0, 50, 100])
+        lo, mid, hi = np.nanpercentile(column * (100 if c == 4 else 1), [0, 50, 100])
         unit = " %" if c == 4 else ""
-        cells.append(f"{mid:.2f}{unit} ({lo:.2f}-{hi:.2f})")
+        digits = 3 if c >= 5 else 2
+        cells.append(f"{mid:.{digits}f}{unit} ({lo:.{digits}f} to {hi:.{digits}f})")
     lines.append(f"| phantoms (n={n}): median (min-max) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

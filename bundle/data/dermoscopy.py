@@ -6,7 +6,9 @@ before any blur, then colour rendered from that geometry with vectorised numpy /
 Renderer version 2 (issue 24) randomises the acquisition as well: lesions from 5 % of the field, the skin's
 magnification, exposure and gamma, optical blur, sensor noise, sharpening, JPEG compression, and a third of
 the cases rendered as a small picture enlarged to full size (a close-up cropped from a phone photograph), so
-that fine detail ranges from smoother to more detailed than real close-ups (docs/real_images.md, "Dermoscopy").
+that fine detail ranges from smoother to more detailed than real close-ups; half of the cases evenly lit (weak
+vignetting and gradient) and lesions from near-uniform to mottled, as uniform as a real naevus's skin and
+pigment (docs/real_images.md, "Dermoscopy").
 
 Label values: 0 background (skin, hair outside the lesion, frame), 1 lesion.
 """
@@ -157,7 +159,7 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
     if dist < 0.18:
         col = np.clip(col * (0.7 if skin_lum > 0.35 else 1.45) * np.array([1.0, 0.95, 0.95], f32), 0, 1)
     lt = fractal(rng, shape, (r0 / 2, r0 / 6, 12 * scale), 0.6)
-    les = col[None, None, :] * (1 + 0.14 * lt[..., None])
+    les = col[None, None, :] * (1 + rng.uniform(0.03, 0.14) * lt[..., None])  # from near-uniform to mottled
     # darker (or lighter) centre, often a paler periphery (the lesion fades towards, but still steps at, its border)
     les *= 1 - (rng.uniform(-0.15, 0.35) * depth ** 0.7)[..., None]
     if rng.random() < 0.5:
@@ -223,10 +225,10 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
         spec = ndimage.gaussian_filter(spec, 1.2 * scale) * 20 * scale
         img += np.clip(spec, 0, 0.4)[..., None]
     # illumination: gradient, vignetting with dark corners
-    g = rng.normal(0, 0.12, 2)
+    g = rng.normal(0, rng.uniform(0.0, 0.12), 2)
     illum = (1 + g[0] * (xx / w - 0.5) + g[1] * (yy / h - 0.5)) * (1 + 0.06 * smooth_noise(rng, shape, 0.5 * w))
     rr = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2)) / np.sqrt(2)
-    vig = rng.uniform(0.5, 0.95) if rng.random() < 0.8 else rng.uniform(0.0, 0.3)
+    vig = rng.uniform(0.5, 0.95) if rng.random() < 0.5 else rng.uniform(0.0, 0.3)  # dermatoscope or even light
     illum *= 1 - vig * np.clip(rr / rng.uniform(0.7, 1.0), 0, 1) ** rng.uniform(1.5, 4.0)
     img *= illum[..., None]
     img *= (1 + rng.normal(0, 0.04, 3)).astype(f32)  # white balance
