@@ -22,12 +22,13 @@ from bundle.inputs import is_dicom
 
 __all__ = ["read_xray_dicom", "read_photo", "read_label_map", "LoadXrayDicomd", "LoadPhotod", "LoadLabelMapd",
            "SUPPORTED_PHOTOMETRIC", "photo_size", "spacing_pair", "voi_range", "pixel_spacing", "XRAY_MODALITIES", "CHEST_BODY_PARTS",
-           "MIN_IMAGE_SIDE"]
+           "MIN_IMAGE_SIDE", "EXIF_ORIENTATION"]
 
 SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
 XRAY_MODALITIES = ("CR", "DX", "RG")  # computed / digital radiography, radiographic imaging; absent is accepted
 CHEST_BODY_PARTS = ("CHEST", "THORAX")  # a word of Body Part Examined; absent or empty is accepted
 MIN_IMAGE_SIDE = 64  # pixels: smaller images hold too little anatomy to segment
+EXIF_ORIENTATION = 0x0112  # EXIF tag: 1 stored as shown; 2-8 mirrored and / or turned; 5-8 swap rows and columns
 _MODALITY_NAMES = {"CT": "computed tomography", "MR": "magnetic resonance", "NM": "nuclear medicine",
                    "OT": "other", "US": "ultrasound", "PT": "PET", "MG": "mammography", "XA": "X-ray angiography",
                    "RF": "radiofluoroscopy", "SEG": "segmentation", "RTDOSE": "radiotherapy dose", "SC": "secondary capture",
@@ -272,14 +273,14 @@ def _as_shown(path: Path, im: Image.Image) -> Image.Image:
         raise ValueError(f"{path} holds {frames} frames (pages); a single photograph is expected. Save the "
                          f"one you mean as its own file.")
     im.load()  # the first frame: an MPO's primary image
-    return ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+    return ImageOps.exif_transpose(im) if im.getexif().get(EXIF_ORIENTATION, 1) != 1 else im
 
 
 def photo_size(path: str | Path) -> tuple[int, int]:
     """``(rows, columns)`` of a photograph as :func:`read_photo` reads it (EXIF orientation applied), from its
     header."""
     with Image.open(path) as im:
-        turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # Orientation: transposed or rotated by 90 degrees
+        turned = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # transposed or turned by 90 degrees
         return (im.width, im.height) if turned else (im.height, im.width)
 
 

@@ -12,7 +12,7 @@ in it). The model segments the photograph in several framings, each loaded from 
 own loading transforms (read, area-resized to the model grid), the logits resized back to the file's pixels
 before the argmax: the whole photograph (the phone's framing: the naevus is 0.1 % of it), and square crops of
 ``--crops`` naevus diameters centred on the reference naevus (the framing of a dermoscopy image, where the lesion
-fills 5-60 % of the field; the phantoms' lesions fill 10-60 %). Measures: lesion Dice; the distance between the
+fills 5-60 % of the field; renderer 2's phantom lesions fill 5-60 %). Measures: lesion Dice; the distance between the
 predicted and the reference centroids in reference radii (radius of the circle of the reference's area); the
 predicted area over the reference's; the predicted pieces, counted as the attack runs' warning counts them. The
 photograph is only evaluated on: never used to train a model or to choose renderer settings.
@@ -44,7 +44,7 @@ from bundle.metrics import structure_pieces
 from bundle.transforms import read_photo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_fundus import crop, crop_box, dice, segment, spectrum_slope  # noqa: E402  (the same framing and scoring)
+from real_fundus import centre_error, crop, crop_box, dice, segment, spectrum_slope  # noqa: E402  (the same framing and scoring)
 
 ROOT = Path(__file__).resolve().parents[1]
 ANNOTATION = ROOT / "tests" / "data" / "real" / "dermapred_naevus.json"
@@ -74,12 +74,10 @@ def reference_mask(annotation: dict) -> np.ndarray:
 def measures(pred: np.ndarray, lesion: np.ndarray) -> dict:
     """Dice, centre error in reference radii (nan without a prediction), area ratio, pieces, and the share of
     the image predicted as lesion outside the reference."""
-    radius = np.sqrt(lesion.sum() / np.pi)
-    err = float("nan")
-    if pred.any():
-        err = float(np.hypot(*np.subtract(ndimage.center_of_mass(pred), ndimage.center_of_mass(lesion))) / radius)
-    return {"dice": dice(pred, lesion), "centre_error": err, "area_ratio": float(pred.sum() / lesion.sum()),
-            "pieces": int(structure_pieces(torch.from_numpy(pred.astype(np.int64))[None, None], 2)[0, 1]), "outside": float((pred & ~lesion).mean())}
+    pieces = structure_pieces(torch.from_numpy(pred.astype(np.int64))[None, None], 2)[0, 1]
+    return {"dice": dice(pred, lesion), "centre_error": centre_error(pred, lesion),
+            "area_ratio": float(pred.sum() / lesion.sum()), "pieces": int(pieces),
+            "outside": float((pred & ~lesion).mean())}
 
 
 def evaluate(model: str | None, factors: list[float], figure: Path | None) -> list[dict]:
@@ -94,9 +92,9 @@ def evaluate(model: str | None, factors: list[float], figure: Path | None) -> li
     with tempfile.TemporaryDirectory() as tmp:
         for factor in factors:
             box = crop_box(lesion, factor)
-            crop_path = Path(tmp) / f"naevus_crop_{factor:g}.png"
-            Image.fromarray(crop(image, box)).save(crop_path)
-            framings.append((f"naevus crop ({factor:g} diameters)", crop(image, box), crop(lesion, box), crop_path))
+            pixels, crop_path = crop(image, box), Path(tmp) / f"naevus_crop_{factor:g}.png"
+            Image.fromarray(pixels).save(crop_path)
+            framings.append((f"naevus crop ({factor:g} diameters)", pixels, crop(lesion, box), crop_path))
         for name, pixels, reference, file in framings:
             pred = segment(network, transforms, file, pixels.shape[:2]) > 0
             rows.append({"framing": name, "lesion_share": float(reference.mean()), **measures(pred, reference)})
@@ -151,18 +149,17 @@ def edge_width(image: np.ndarray, lesion: np.ndarray) -> float:
     return float((fine[np.argmax(fine_step > 0.9)] - fine[np.argmax(fine_step > 0.1)]) / radius)
 
 
-def grid_spectrum(image: np.ndarray) -> tuple[float, float]:
-    """``spectrum_slope`` of the image as the model sees it: resized to the 256 grid (area when shrinking)."""
+def to_grid(image: np.ndarray) -> np.ndarray:
+    """The uint8 RGB image as the model sees it: resized to the 256 grid (area when shrinking)."""
     resample = Image.BOX if min(image.shape[:2]) >= 256 else Image.BILINEAR
-    return spectrum_slope(np.asarray(Image.fromarray(image).resize((256, 256), resample)))
+    return np.asarray(Image.fromarray(image).resize((256, 256), resample))
 
 
-def grid_variation(image: np.ndarray, lesion: np.ndarray) -> tuple[float, float]:
+def grid_variation(grid_image: np.ndarray, lesion: np.ndarray) -> tuple[float, float]:
     """Brightness variation (standard deviation over mean) of the skin in a band 6-40 px around the lesion
-    (pixels darker than 0.12, a dermatoscope's black frame, left out) and of the lesion 6 px inside its border,
-    on the 256 grid."""
-    resample = Image.BOX if min(image.shape[:2]) >= 256 else Image.BILINEAR
-    brightness = np.asarray(Image.fromarray(image).resize((256, 256), resample), np.float64).mean(2) / 255
+    (pixels darker than 0.12, a dermatoscope's black frame, left out) and of the lesion 6 px inside its border;
+    ``grid_image`` is on the 256 grid (:func:`to_grid`), ``lesion`` the mask at the image's own size."""
+    brightness = grid_image.astype(np.float64).mean(2) / 255
     grid_lesion = np.asarray(Image.fromarray(lesion.astype(np.uint8)).resize((256, 256), Image.NEAREST), bool)
     near = ndimage.binary_dilation(grid_lesion, iterations=6)
     band = ndimage.binary_dilation(grid_lesion, iterations=40) & ~near & (brightness > 0.12)
@@ -181,18 +178,20 @@ def appearance_table(n: int, factors: list[float]) -> str:
     width = edge_width(image / 255.0, lesion)
     lines = ["| image | colour step | brightness ratio | edge 10-90 % (radii) | spectrum slope | power > 32 cycles "
              "| skin variation | lesion variation |", "|---|---|---|---|---|---|---|---|"]
+    boxes = [crop_box(lesion, f) for f in factors]
     for name, pixels, mask in [("real: whole photograph", image, lesion)] + [
-            (f"real: naevus crop, {f:g} diameters", crop(image, crop_box(lesion, f)), crop(lesion, crop_box(lesion, f)))
-            for f in factors]:
-        slope, high = grid_spectrum(pixels)
-        skin, core = grid_variation(pixels, mask)
+            (f"real: naevus crop, {f:g} diameters", crop(image, box), crop(lesion, box)) for f, box in zip(factors, boxes)]:
+        grid = to_grid(pixels)
+        slope, high = spectrum_slope(grid)
+        skin, core = grid_variation(grid, mask)
         lines.append(f"| {name} | {contrast:.2f} | {ratio:.2f} | {width:.2f} | {slope:.2f} | {100 * high:.2f} % | "
                      f"{skin:.3f} | {core:.3f} |".replace("nan", "-"))  # a lesion too small for its core
     stats = []
     for k in range(n):  # seeds of neither the fixed splits nor the training stream
         pixels, label, _ = generate_dermoscopy(np.random.default_rng([4242, k]))
+        grid = to_grid(pixels)
         stats.append((*lesion_contrast(pixels / 255.0, label > 0), edge_width(pixels / 255.0, label > 0),
-                      *grid_spectrum(pixels), *grid_variation(pixels, label > 0)))
+                      *spectrum_slope(grid), *grid_variation(grid, label > 0)))
     cells = []
     for c, column in enumerate(np.array(stats).T):
         lo, mid, hi = np.nanpercentile(column * (100 if c == 4 else 1), [0, 50, 100])

@@ -94,14 +94,19 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / total) if total else 1.0
 
 
+def centre_error(pred: np.ndarray, reference: np.ndarray) -> float:
+    """Distance between the centroids of two boolean masks in radii of the circle of the reference's area; nan
+    where ``pred`` is empty."""
+    if not pred.any():
+        return float("nan")
+    radius = np.sqrt(reference.sum() / np.pi)
+    return float(np.hypot(*np.subtract(ndimage.center_of_mass(pred), ndimage.center_of_mass(reference))) / radius)
+
+
 def measures(pred: np.ndarray, disc: np.ndarray, cup: np.ndarray) -> dict:
     """Disc / cup Dice, centre error in reference disc radii (nan without a predicted disc), predicted area ratio."""
     pdisc = pred > 0
-    radius = np.sqrt(disc.sum() / np.pi)
-    err = float("nan")
-    if pdisc.any():
-        err = float(np.hypot(*np.subtract(ndimage.center_of_mass(pdisc), ndimage.center_of_mass(disc))) / radius)
-    return {"disc_dice": dice(pdisc, disc), "centre_error": err, "cup_dice": dice(pred == 2, cup),
+    return {"disc_dice": dice(pdisc, disc), "centre_error": centre_error(pdisc, disc), "cup_dice": dice(pred == 2, cup),
             "area_ratio": float(pdisc.sum() / disc.sum())}
 
 

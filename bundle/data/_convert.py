@@ -27,6 +27,7 @@ from monai.utils import look_up_option
 from PIL import Image
 
 from bundle._files import atomic_path
+from bundle.transforms import EXIF_ORIENTATION
 
 __all__ = [
     "CopyMode",
@@ -104,7 +105,7 @@ def image_size(path: Path, *, decode: bool = False) -> tuple[int, int]:
         with Image.open(path) as img:
             if decode:
                 img.load()
-            orientation = img.getexif().get(0x0112, 1)
+            orientation = img.getexif().get(EXIF_ORIENTATION, 1)
             size = img.size
     except (OSError, SyntaxError, Image.DecompressionBombError) as err:  # UnidentifiedImageError is an OSError
         raise ValueError(f"Cannot read image {path}: {err}. The file may be truncated or corrupt: download it "
