@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from bundle.config import BUNDLE_ROOT
+from bundle.root import BUNDLE_ROOT
 
 __all__ = ["main", "RECIPES", "LAYERS", "compose", "bundle_overrides"]
 

@@ -17,28 +17,12 @@ from bundle._choices import check_choice
 from bundle.data import TASKS, ensure_dataset, read_datalist
 from bundle.inputs import attach_targets, has_labels, input_cases, with_case_ids
 from bundle.networks import ARCHITECTURES
+from bundle.root import BUNDLE_ROOT, IS_CHECKOUT, work_root
 from bundle.targets import derangement, edited_target, parse_target_edit
 
 __all__ = ["BUNDLE_ROOT", "IS_CHECKOUT", "work_root", "VARIANTS", "bundle_config", "layered", "bundle_network", "check_model_grid", "check_intensity_bounds", "model_file", "model_suffix", "model_path", "case_list", "run_cases", "with_swapped_targets", "asma_cases", "target_editor", "check_inputs", "check_output_dir", "is_torchscript", "network_or_torchscript", "network_settings", "require_task", "load_weights", "attack_settings", "flat_params", "file_digest", "targets_digest"]
 
-def _bundle_root() -> tuple[Path, bool]:
-    """The bundle root (``configs/``, ``models/``, ``scripts/``) and whether it is a source checkout: the folder above
-    the package in a checkout or an editable install, else the copy a wheel carries as package data."""
-    checkout = Path(__file__).resolve().parents[1]
-    if (checkout / "configs" / "common.yaml").is_file():
-        return checkout, True
-    return Path(__file__).resolve().parent / "bundle_root", False
-
-
-BUNDLE_ROOT, IS_CHECKOUT = _bundle_root()
 VARIANTS = ("target", "surrogate")
-
-
-def work_root(bundle_root: str | Path) -> str:
-    """Where a run's default ``data/`` and ``outputs/`` go: the bundle root of a checkout, the current folder for the
-    copy a wheel installs (site-packages is no place for generated phantoms and results)."""
-    packaged = Path(__file__).resolve().parent / "bundle_root"
-    return str(Path.cwd() if Path(bundle_root).resolve() == packaged else Path(bundle_root))
 
 
 def bundle_config(task: str, files: Sequence[str] = (), bundle_root: str | Path = BUNDLE_ROOT, **overrides) -> ConfigParser:

@@ -1,12 +1,23 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from _util import checkout_mismatch
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionstart(session):
+    """The subprocess tests (``python -m bundle``, ``python scripts/...``) must run this checkout's code."""
+    mismatch = checkout_mismatch(sys.executable, BUNDLE_ROOT)
+    if mismatch:
+        raise pytest.UsageError(f"{mismatch}: run `bash scripts/setup.sh` in {BUNDLE_ROOT} (it installs it "
+                                f"editable), then the tests")
 
 
 @pytest.fixture(scope="session")

@@ -70,12 +70,12 @@ def test_an_attack_gives_the_results_of_the_monai_bundle_run_it_wraps(tiny_datas
         assert a["reference"] == "ground truth" and float(a["target_iou"]) > 0
 
 
-def test_unlabelled_files_with_the_same_name_give_one_result_each(two_scans, tmp_path):
+def test_unlabelled_files_with_the_same_name_give_one_result_each(two_scans, tmp_path, capsys):
     out = tmp_path / "out"
     inputs = sorted(two_scans.rglob("*.dcm"))
     before = snapshot(*inputs)
-    result = advseg("attack", "pgd_heart", "--input", two_scans, "--output", out, "--attack::steps", "2")
-    assert result.returncode == 0, result.stderr
+    assert main(["attack", "pgd_heart", "--input", str(two_scans), "--output", str(out), "--attack::steps", "2"]) == 0
+    printed = capsys.readouterr().out
     table = rows(out)
     assert sorted(r["case"] for r in table) == ["a_scan", "b_scan"]
     assert all(r["reference"] == "clean prediction" for r in table)
@@ -86,8 +86,8 @@ def test_unlabelled_files_with_the_same_name_give_one_result_each(two_scans, tmp
         assert {"adversarial.dcm", "seg_clean_pred.dcm", "seg_adv_pred.dcm", "seg_target.dcm", "overlay.dcm"} <= \
             {p.name for p in export.iterdir()}
         assert (out / "overlays" / f"{case}.png").is_file()
-    assert f"Results in {out}" in result.stdout
-    assert "a_scan: target IoU" in result.stdout and "reference: clean prediction" in result.stdout
+    assert f"Results in {out}" in printed
+    assert "a_scan: target IoU" in printed and "reference: clean prediction" in printed
     assert snapshot(*inputs) == before  # inputs are never modified
 
 
@@ -200,34 +200,32 @@ def test_debug_shows_the_traceback(tmp_path):
     assert result.returncode != 0 and "Traceback" in result.stderr and "missing.dcm does not exist" in result.stderr
 
 
-def test_an_output_folder_that_is_a_file_is_refused_before_the_model_runs(tiny_datasets, tmp_path):
+def test_an_output_folder_that_is_a_file_is_refused_before_the_model_runs(tiny_datasets, tmp_path, capsys):
     (tmp_path / "taken").write_text("x")
     scan = sorted((tiny_datasets["cxr"] / "images").iterdir())[0]
-    result = advseg("segment", "--input", scan, "--output", tmp_path / "taken" / "out")
-    assert result.returncode == 2 and f"Option --output (output_dir): {tmp_path / 'taken'} is a file" in result.stderr
+    assert main(["segment", "--input", str(scan), "--output", str(tmp_path / "taken" / "out")]) == 2
+    assert f"Option --output (output_dir): {tmp_path / 'taken'} is a file" in capsys.readouterr().err
 
 
-def test_segment_writes_a_label_map_and_a_seg_per_input(two_scans, tmp_path):
-    result = advseg("segment", "--input", two_scans, "--output", tmp_path / "seg")
-    assert result.returncode == 0, result.stderr
-    assert "Warning" not in result.stdout  # phantoms look like the training images
+def test_segment_writes_a_label_map_and_a_seg_per_input(two_scans, tmp_path, capsys):
+    assert main(["segment", "--input", str(two_scans), "--output", str(tmp_path / "seg")]) == 0
+    assert "Warning" not in capsys.readouterr().out  # phantoms look like the training images
     for case in ("a_scan", "b_scan"):
         assert (tmp_path / "seg" / case / "label.png").is_file()
         assert not (tmp_path / "seg" / case / "warning.txt").exists()
         assert pydicom.dcmread(tmp_path / "seg" / case / "seg.dcm").Modality == "SEG"
 
 
-def test_segment_warns_about_an_image_unlike_the_tasks_images(tiny_datasets, tmp_path):
+def test_segment_warns_about_an_image_unlike_the_tasks_images(tiny_datasets, tmp_path, capsys):
     """A photograph of an astronaut segmented as a fundus got a disc and a cup, exit 0 and no word (issue 24):
     now the run names it, as attack runs name such clean predictions, and its folder says so too."""
     from skimage import data
 
     Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
     phantom = sorted((tiny_datasets["fundus"] / "images").iterdir())[0]
-    result = advseg("segment", "--task", "fundus", "--input", tmp_path / "astronaut.png", phantom,
-                    "--output", tmp_path / "seg")
-    assert result.returncode == 0, result.stderr
-    warning = result.stdout.split("Warning: the prediction of these cases looks unlike the images the model was "
+    assert main(["segment", "--task", "fundus", "--input", str(tmp_path / "astronaut.png"), str(phantom),
+                 "--output", str(tmp_path / "seg")]) == 0
+    warning = capsys.readouterr().out.split("Warning: the prediction of these cases looks unlike the images the model was "
                                   "trained on", 1)[1].split("Results in")[0]
     assert "- astronaut: disc_rim in" in warning and phantom.stem not in warning
     assert "disc_rim in" in (tmp_path / "seg" / "astronaut" / "warning.txt").read_text()
@@ -303,16 +301,15 @@ def test_a_run_killed_during_export_is_completed_by_a_rerun(two_scans, tmp_path)
                 "target.png", "perturbation.nii.gz"} == {p.name for p in (out / "export" / case).iterdir()}
 
 
-def test_another_body_part_is_refused_unless_forced(tiny_datasets, tmp_path):
+def test_another_body_part_is_refused_unless_forced(tiny_datasets, tmp_path, capsys):
     ds = pydicom.dcmread(sorted((tiny_datasets["cxr"] / "images").glob("*.dcm"))[0])
     ds.BodyPartExamined = "HAND"
     hand = tmp_path / "hand.dcm"
     ds.save_as(hand)
-    result = advseg("segment", "--input", hand, "--output", tmp_path / "refused")
-    assert result.returncode == 2 and "HAND" in result.stderr.strip().splitlines()[-1]
+    assert main(["segment", "--input", str(hand), "--output", str(tmp_path / "refused")]) == 2
+    assert "HAND" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "refused").exists()
-    result = advseg("segment", "--input", hand, "--output", tmp_path / "forced", "--force")
-    assert result.returncode == 0, result.stderr
+    assert main(["segment", "--input", str(hand), "--output", str(tmp_path / "forced"), "--force"]) == 0
     assert (tmp_path / "forced" / "hand" / "seg.dcm").is_file()
 
 

@@ -22,6 +22,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from _util import checkout_mismatch
+
 VENV = Path(os.environ.get("ADVSEG_MONAILABEL", Path.home() / ".cache" / "advseg-monailabel"))
 APP = Path(__file__).resolve().parents[1] / "apps" / "monailabel"
 STEPS = 10  # of the attack (the recipe's 100 take minutes on a loaded 2-core machine)
@@ -55,6 +57,9 @@ def server(studies, tmp_path_factory):
     if not (VENV / "bin" / "monailabel").is_file():
         pytest.skip(f"MONAI Label is not set up in {VENV}: run `bash scripts/setup_monailabel.sh` (or set "
                     f"ADVSEG_MONAILABEL to its venv)")
+    mismatch = checkout_mismatch(VENV / "bin" / "python", APP.parents[1])
+    if mismatch:  # the venv is shared by clones: the last one to run the set-up is the one it serves
+        pytest.fail(f"{mismatch}: run `bash scripts/setup_monailabel.sh` in this checkout")
     app = tmp_path_factory.mktemp("app") / "monailabel"  # the server makes model/, logs/, bin/ in the app folder
     shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__", "model", "logs", "bin"))
     url = f"http://127.0.0.1:{_free_port()}"
