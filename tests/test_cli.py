@@ -344,6 +344,14 @@ def test_help_shows_examples():
         result.stdout
 
 
+def test_help_and_where_load_neither_torch_nor_monai():
+    """They answer at once: importing MONAI (and what it imports) takes about 15 s on a 2-core machine."""
+    code = ("import sys; from bundle.cli import main; main(['where']); "
+            "print(sorted({'torch', 'monai'} & {m.split('.')[0] for m in sys.modules}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert result.returncode == 0 and result.stdout.split() == [str(BUNDLE_ROOT), "[]"], result
+
+
 def test_robustness_gives_the_worst_case_per_eps_on_ones_own_files(two_scans, tmp_path, capsys):
     out = tmp_path / "robust"
     assert main(["robustness", "--input", str(two_scans), "--output", str(out), "--eps", "0.01", "0.02",
