@@ -23,9 +23,11 @@ from scipy import ndimage
 
 from bundle.data._noise import fractal, smooth_noise
 
-__all__ = ["generate_dermoscopy", "DERMOSCOPY_CLASSES"]
+__all__ = ["generate_dermoscopy", "DERMOSCOPY_CLASSES", "LESION_AREA", "LESION_SHIFT"]
 
 DERMOSCOPY_CLASSES = ("background", "lesion")
+LESION_AREA = (0.05, 0.60)  # the fixed splits' range of the lesion's share of the field
+LESION_SHIFT = 0.07  # the fixed splits' spread of the lesion centre about the field's centre (fraction of W and H)
 
 # skin tones from light (Fitzpatrick I) to dark (V-VI), linear RGB-ish in [0, 1]
 _SKIN = np.array([[0.93, 0.78, 0.72], [0.86, 0.66, 0.56], [0.72, 0.52, 0.40], [0.52, 0.36, 0.26], [0.36, 0.24, 0.17]],
@@ -47,9 +49,9 @@ def _lines(rng: np.random.Generator, shape: tuple[int, int], cell: float, width:
     return np.exp(-(n / (width / cell * 2.5)) ** 2)
 
 
-def _lesion_mask(rng, shape, area_frac, yy, xx):
+def _lesion_mask(rng, shape, area_frac, yy, xx, shift):
     h, w = shape
-    c = np.array([w / 2 + rng.normal(0, 0.07 * w), h / 2 + rng.normal(0, 0.07 * h)])
+    c = np.array([w / 2 + rng.normal(0, shift * w), h / 2 + rng.normal(0, shift * h)])
     aspect = rng.uniform(0.65, 1.0)
     rot = rng.uniform(0, np.pi)
     irregular = rng.uniform(0.3, 1.0)
@@ -100,12 +102,17 @@ def _draw_hairs(rng, shape, n, s=2):
     return np.asarray(img, np.float32).reshape(h, s, w, s).mean((1, 3)) / 255.0
 
 
-def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 512)) -> tuple[np.ndarray, np.ndarray, dict]:
+def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 512),
+                        lesion_area: tuple[float, float] = LESION_AREA,
+                        lesion_shift: float = LESION_SHIFT) -> tuple[np.ndarray, np.ndarray, dict]:
     """One synthetic dermoscopy photograph with one pigmented lesion and its binary label.
 
     Args:
         rng: source of all randomness; the same generator state gives the same case.
         size: ``(H, W)`` of the image in pixels, each >= 64.
+        lesion_area: ``(low, high)``, the range (0 < low <= high < 1) of the lesion's share of the field.
+        lesion_shift: standard deviation (>= 0) of the lesion centre's offset from the field's centre, as a
+            fraction of the width (horizontally) and of the height (vertically).
 
     Returns:
         ``(image, label, info)``: ``image`` uint8 ``(H, W, 3)`` RGB; ``label`` uint8 ``(H, W)`` in {0, 1}
@@ -117,6 +124,10 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
     if (not isinstance(size, (tuple, list)) or len(size) != 2
             or not all(isinstance(s, (int, np.integer)) and s >= 64 for s in size)):
         raise ValueError(f"Argument size should be a pair of integers (H, W) >= 64, got {size}.")
+    if np.shape(lesion_area) != (2,) or not 0 < lesion_area[0] <= lesion_area[1] < 1:
+        raise ValueError(f"Argument lesion_area should be (low, high) with 0 < low <= high < 1, got {lesion_area!r}.")
+    if not np.isscalar(lesion_shift) or not lesion_shift >= 0:
+        raise ValueError(f"Argument lesion_shift should be a number >= 0, got {lesion_shift!r}.")
     h, w = int(size[0]), int(size[1])
     shape = (h, w)
     f32 = np.float32
@@ -124,8 +135,8 @@ def generate_dermoscopy(rng: np.random.Generator, size: tuple[int, int] = (384, 
     scale = np.sqrt(h * w) / np.sqrt(384 * 512)
 
     # ---------------- geometry ----------------
-    area_target = rng.uniform(0.05, 0.60)
-    lesion, lc, r0 = _lesion_mask(rng, shape, area_target, yy, xx)
+    area_target = rng.uniform(*lesion_area)
+    lesion, lc, r0 = _lesion_mask(rng, shape, area_target, yy, xx, lesion_shift)
     frame = rng.random() < 0.4
     frame_a = np.ones(shape, f32)
     if frame:  # circular dermatoscope field: black outside
