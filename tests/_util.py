@@ -1,5 +1,8 @@
 """Helpers shared by the tests."""
 
+import subprocess
+from pathlib import Path
+
 
 def chain(error: BaseException) -> str:
     """Every message of an exception and its causes: MONAI wraps errors raised inside config expressions."""
@@ -14,9 +17,6 @@ def checkout_mismatch(python, checkout) -> str | None:
     """None if ``python`` (run outside any checkout, as a script or a console command runs) imports the ``bundle``
     package of ``checkout``, else a sentence saying which one it imports: an editable install made in another clone
     or folder would have the subprocess tests test that code, not this checkout's."""
-    import subprocess
-    from pathlib import Path
-
     found = subprocess.run([str(python), "-c", "import bundle; print(bundle.__file__)"], capture_output=True,
                            text=True, cwd="/")
     package = Path(checkout).resolve() / "bundle"

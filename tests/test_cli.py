@@ -225,8 +225,9 @@ def test_segment_warns_about_an_image_unlike_the_tasks_images(tiny_datasets, tmp
     phantom = sorted((tiny_datasets["fundus"] / "images").iterdir())[0]
     assert main(["segment", "--task", "fundus", "--input", str(tmp_path / "astronaut.png"), str(phantom),
                  "--output", str(tmp_path / "seg")]) == 0
-    warning = capsys.readouterr().out.split("Warning: the prediction of these cases looks unlike the images the model was "
-                                  "trained on", 1)[1].split("Results in")[0]
+    printed = capsys.readouterr().out
+    warning = printed.split("Warning: the prediction of these cases looks unlike the images the model was trained on",
+                            1)[1].split("Results in")[0]
     assert "- astronaut: disc_rim in" in warning and phantom.stem not in warning
     assert "disc_rim in" in (tmp_path / "seg" / "astronaut" / "warning.txt").read_text()
     assert not (tmp_path / "seg" / phantom.stem / "warning.txt").exists()

@@ -151,18 +151,20 @@ def test_dermoscopy_small_pictures_enlarged_are_smoother():
 
 def test_dermoscopy_lesion_area_and_shift_are_options_checked_and_followed():
     """The training stream's keywords (docs/training.md): the lesion's share of the field and its centre's spread."""
+    size = (96, 128)
     for bad in ({"lesion_area": (0.3, 0.1)}, {"lesion_area": (0.0, 0.5)}, {"lesion_area": 0.2},
                 {"lesion_shift": -0.1}, {"lesion_shift": (0.1, 0.2)}):
         with pytest.raises(ValueError, match=f"Argument {next(iter(bad))} should be"):
-            generate_dermoscopy(np.random.default_rng(0), size=(96, 128), **bad)
-    small = [generate_dermoscopy(np.random.default_rng(s), size=(96, 128), lesion_area=(0.01, 0.02))[1].mean()
+            generate_dermoscopy(np.random.default_rng(0), size=size, **bad)
+    small = [generate_dermoscopy(np.random.default_rng(s), size=size, lesion_area=(0.01, 0.02))[1].mean()
              for s in range(4)]
     assert all(0.005 <= share <= 0.025 for share in small), small
+    centre = (np.array(size) - 1) / 2
     offsets = {}
     for shift in (0.0, 0.2):
-        labels = [generate_dermoscopy(np.random.default_rng(s), size=(96, 128), lesion_area=(0.05, 0.05),
+        labels = [generate_dermoscopy(np.random.default_rng(s), size=size, lesion_area=(0.05, 0.05),
                                       lesion_shift=shift)[1] for s in range(6)]
-        offsets[shift] = [np.hypot(*(np.array(ndimage.center_of_mass(lb)) - np.array([47.5, 63.5]))) for lb in labels]
+        offsets[shift] = [np.hypot(*(np.array(ndimage.center_of_mass(lb)) - centre)) for lb in labels]
     assert max(offsets[0.0]) < 6 < np.median(offsets[0.2]), offsets
 
 
